@@ -1,0 +1,54 @@
+"""The ``era-hf`` command line.
+
+Each feature module defines ``register_cli(subparsers)`` that adds its sub-command with
+``set_defaults(func=...)``; heavy imports happen inside the command functions so that
+``era-hf --help`` stays fast. User mistakes (:class:`ERAError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from .errors import ERAError
+
+#: Modules that contribute sub-commands, in help order.
+COMMAND_MODULES = (
+    "era_hf.offline_cli",
+    "era_hf.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="era-hf",
+        description="ERA: a strong query encoder + a small adapter over a cheap, frozen document index.",
+    )
+    parser.add_argument("--version", action="version", version=f"era_hf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except ERAError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

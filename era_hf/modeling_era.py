@@ -1,0 +1,311 @@
+"""ERAModel: a query encoder plus an adapter head into a document encoder's embedding space.
+
+Self-contained (imports only this folder's remote-code files, torch and transformers), so a
+saved model carries it and ``AutoModel.from_pretrained(dir_or_repo, trust_remote_code=True)``
+works where ``era_hf`` is not installed. What that remote code runs: it loads the base encoders
+by their Hub ids (``AutoModel.from_pretrained``), builds the head and loads the head's
+safetensors; it reads no pickle and executes nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from .configuration_era import ERAConfig
+from .errors import ERAError
+from .heads import build_head
+from .text_encoding import check_texts, detect_pooling, encode_texts, format_queries, load_encoder
+
+LORA_SUBFOLDER = "query_encoder_lora"
+DEFAULT_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
+
+
+def default_query_format(model_id: str) -> str:
+    """The query format an encoder was trained with: instruction-tuned models use the reference template."""
+    instruction_tuned = ("qwen3-embedding", "gte-qwen", "e5-mistral", "instructor", "nv-embed")
+    return "reference" if any(k in model_id.lower() for k in instruction_tuned) else "none"
+
+
+class ERAModel(PreTrainedModel):
+    """Strong query encoder + ERA adapter head → embeddings in the document encoder's space.
+
+    The base encoders are frozen and loaded by id; only the head (and an optional LoRA adapter)
+    is saved, so a model directory stays a few MB even for a large query encoder.
+
+    Example:
+        >>> from era_hf import ERAModel
+        >>> model = ERAModel.from_encoders("sentence-transformers/all-mpnet-base-v2",
+        ...                                "sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> model.encode_queries(["how do wings produce lift?"]).shape  # doctest: +SKIP
+        (1, 384)
+    """
+
+    config_class = ERAConfig
+    base_model_prefix = "era"
+    main_input_name = "input_ids"
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: ERAConfig) -> None:
+        super().__init__(config)
+        kwargs = dict(config.head_kwargs)
+        if config.anchor and config.head_type in ("linear", "mlp"):
+            kwargs.setdefault("zero_init", True)
+        self.head = build_head(config.head_type, config.query_dim, config.document_dim, **kwargs)
+        # Encoders are attached after the head is built/loaded (transformers 5 builds models on
+        # the meta device inside from_pretrained); they are never part of the saved state dict.
+        self.query_encoder: torch.nn.Module | None = None
+        self.anchor_encoder: torch.nn.Module | None = None
+        self.query_tokenizer: Any = None
+        self.anchor_tokenizer: Any = None
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        # Heads initialise themselves (PyTorch defaults, or zeros for anchored corrections).
+        return
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_encoders(
+        cls,
+        query_encoder: str = "sentence-transformers/all-mpnet-base-v2",
+        document_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+        head: str = "linear",
+        *,
+        query_encoder_revision: str | None = None,
+        document_encoder_revision: str | None = None,
+        query_pooling: str | None = None,
+        document_pooling: str | None = None,
+        query_format: str = "auto",
+        query_max_length: int = 128,
+        document_max_length: int = 256,
+        default_instruction: str = "",
+        anchor: bool = False,
+        lora: dict[str, Any] | bool | None = None,
+        **head_kwargs: Any,
+    ) -> "ERAModel":
+        """Build an untrained adapter for a pair of encoders (dims read from their configs).
+
+        Args:
+            query_encoder / document_encoder: Hub ids or local paths.
+            head: ``linear`` (the paper), ``low_rank_residual`` or ``mlp``.
+            query_format: ``auto`` (what the encoder was trained with), ``none``, ``reference`` or a
+                custom template with ``{query}`` and optionally ``{instruction}``.
+            anchor: add the document encoder's own query embedding to the head output
+                (the untrained model then equals the cheap baseline).
+            lora: ``True`` or a dict of ``peft.LoraConfig`` settings to put LoRA on the query encoder.
+            **head_kwargs: head settings (``rank``, ``hidden_dim``, ``learn_w0``, ``zero_init``).
+        """
+        from transformers import AutoConfig
+
+        dims = []
+        for model_id, rev in ((query_encoder, query_encoder_revision), (document_encoder, document_encoder_revision)):
+            try:
+                dims.append(AutoConfig.from_pretrained(model_id, revision=rev).hidden_size)
+            except OSError as err:
+                raise ERAError(f"cannot read the config of encoder {model_id!r}: {str(err).splitlines()[0]}. "
+                               "Offline machines: seed the cache with `era-hf models install`.") from None
+        config = ERAConfig(
+            query_encoder=query_encoder,
+            document_encoder=document_encoder,
+            query_encoder_revision=query_encoder_revision,
+            document_encoder_revision=document_encoder_revision,
+            query_dim=dims[0],
+            document_dim=dims[1],
+            query_pooling=query_pooling or detect_pooling(query_encoder, query_encoder_revision),
+            document_pooling=document_pooling or detect_pooling(document_encoder, document_encoder_revision),
+            query_format=default_query_format(query_encoder) if query_format == "auto" else query_format,
+            query_max_length=query_max_length,
+            document_max_length=document_max_length,
+            default_instruction=default_instruction,
+            head_type=head,
+            head_kwargs=head_kwargs,
+            anchor=anchor,
+            lora=({**DEFAULT_LORA} if lora is True else lora) or None,
+        )
+        model = cls(config)
+        model.attach_encoders()
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> "ERAModel":
+        """Load the head and config, then attach the base encoders by id (and the LoRA adapter, if any)."""
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir():
+            _check_model_dir(path)
+        encoder_kwargs = kwargs.pop("encoder_kwargs", {})
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except OSError as err:
+            raise ERAError(f"cannot load ERA model {str(pretrained_model_name_or_path)!r}: "
+                           f"{str(err).splitlines()[0]}") from None
+        model.attach_encoders(lora_source=(str(pretrained_model_name_or_path), kwargs.get("revision")),
+                              **encoder_kwargs)
+        return model
+
+    def attach_encoders(self, lora_source: tuple[str, str | None] | None = None, **encoder_kwargs: Any) -> None:
+        """Load the frozen base encoders named in the config (and the anchor encoder when used)."""
+        cfg = self.config
+        model, tok, rev = load_encoder(cfg.query_encoder, cfg.query_encoder_revision, **encoder_kwargs)
+        if model.config.hidden_size != cfg.query_dim:
+            raise ERAError(f"the head expects {cfg.query_dim}-d input but query encoder {cfg.query_encoder!r} "
+                           f"gives {model.config.hidden_size}-d embeddings")
+        cfg.query_encoder_revision = rev
+        model.requires_grad_(False)
+        if cfg.lora:
+            model = self._wrap_lora(model, lora_source)
+        self.query_encoder, self.query_tokenizer = model, tok
+        if cfg.anchor:
+            anchor, atok, arev = load_encoder(cfg.document_encoder, cfg.document_encoder_revision, **encoder_kwargs)
+            if anchor.config.hidden_size != cfg.document_dim:
+                raise ERAError(f"document encoder {cfg.document_encoder!r} gives {anchor.config.hidden_size}-d "
+                               f"embeddings but the head maps into {cfg.document_dim}-d")
+            cfg.document_encoder_revision = arev
+            anchor.requires_grad_(False)
+            self.anchor_encoder, self.anchor_tokenizer = anchor, atok
+        self.to(self.head_device)
+
+    def _wrap_lora(self, model: torch.nn.Module, lora_source: tuple[str, str | None] | None) -> torch.nn.Module:
+        import peft
+
+        if lora_source is not None:
+            source, revision = lora_source
+            return peft.PeftModel.from_pretrained(model, source, subfolder=LORA_SUBFOLDER, revision=revision)
+        settings = {**DEFAULT_LORA, **self.config.lora}
+        settings.setdefault("target_modules", _attention_modules(model))
+        return peft.get_peft_model(model, peft.LoraConfig(**settings))
+
+    @property
+    def head_device(self) -> torch.device:
+        return next(self.head.parameters()).device
+
+    # ------------------------------------------------------------------ inference
+    def adapt(self, query_embeddings: np.ndarray | torch.Tensor,
+              anchor_embeddings: np.ndarray | torch.Tensor | None = None) -> np.ndarray | torch.Tensor:
+        """Apply the head to query-encoder embeddings computed earlier (numpy in → numpy out)."""
+        as_numpy = isinstance(query_embeddings, np.ndarray)
+        x = _as_tensor(query_embeddings, self.config.query_dim, "query embeddings", self.head_device)
+        anchor = None
+        if self.config.anchor:
+            if anchor_embeddings is None:
+                raise ERAError("this adapter is anchored: pass anchor_embeddings (the document encoder's embeddings "
+                               "of the same queries) or use encode_queries()")
+            anchor = _as_tensor(anchor_embeddings, self.config.document_dim, "anchor embeddings", self.head_device)
+            if anchor.shape[0] != x.shape[0]:
+                raise ERAError(f"got {anchor.shape[0]} anchor embeddings for {x.shape[0]} query embeddings")
+        y = self.head(x, anchor)
+        return y.detach().cpu().numpy() if as_numpy else y
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                anchor_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids of (formatted) queries → L2-normalised document-space embeddings."""
+        self._require_encoders()
+        from .text_encoding import pool
+
+        hidden = self.query_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        x = pool(hidden, attention_mask, self.config.query_pooling).float()
+        if self.config.normalize_query_embeddings:
+            x = torch.nn.functional.normalize(x, dim=-1)
+        return self.adapt(x, anchor_embeddings)
+
+    def encode_queries(
+        self,
+        queries: Sequence[str],
+        instruction: str | Sequence[str] | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Encode queries into the document encoder's space; returns float32 (n, document_dim).
+
+        ``instruction``: None (the config's default instruction), one string, or one per query.
+        """
+        self._require_encoders()
+        queries = check_texts(queries, "queries", allow_blank=False)
+        if instruction is None:
+            instruction = self.config.default_instruction
+        formatted = format_queries(queries, instruction, self.config.query_format)
+        x = self.encode_raw_queries(formatted, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        anchor = None
+        if self.config.anchor:
+            anchor = self.encode_anchor_queries(queries, instruction, batch_size, show_progress_bar)
+        with torch.inference_mode():
+            return self.adapt(x.numpy(), None if anchor is None else anchor.numpy())
+
+    def encode_raw_queries(self, formatted: Sequence[str], batch_size: int = 32,
+                           show_progress_bar: bool | None = None) -> torch.Tensor:
+        """Query-encoder embeddings of already formatted query texts (the head's input)."""
+        cfg = self.config
+        return encode_texts(self.query_encoder, self.query_tokenizer, formatted, pooling=cfg.query_pooling,
+                            normalize=cfg.normalize_query_embeddings, max_length=cfg.query_max_length,
+                            batch_size=batch_size, show_progress_bar=show_progress_bar, desc="Encoding queries")
+
+    def encode_anchor_queries(self, queries: Sequence[str], instruction: str | Sequence[str] | None,
+                              batch_size: int = 32, show_progress_bar: bool | None = None) -> torch.Tensor:
+        """The document encoder's own embeddings of the queries (the anchor of anchored heads)."""
+        cfg = self.config
+        texts = format_queries(queries, instruction, cfg.document_query_format)
+        return encode_texts(self.anchor_encoder, self.anchor_tokenizer, texts, pooling=cfg.document_pooling,
+                            normalize=cfg.normalize_document_embeddings, max_length=cfg.document_max_length,
+                            batch_size=batch_size, show_progress_bar=show_progress_bar, desc="Encoding queries (anchor)")
+
+    def _require_encoders(self) -> None:
+        if self.query_encoder is None or (self.config.anchor and self.anchor_encoder is None):
+            raise ERAError("the base encoders are not attached; call model.attach_encoders() first")
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save config + head safetensors (+ LoRA adapter); never the frozen encoders' weights."""
+        kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if k.startswith("head.")}
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        if self.config.lora and self.query_encoder is not None:
+            self.query_encoder.save_pretrained(os.path.join(save_directory, LORA_SUBFOLDER))
+
+
+def _attention_modules(model: torch.nn.Module) -> list[str]:
+    """Names of the attention projections LoRA should target in this encoder."""
+    candidates = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "q", "k", "v")
+    leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    found = [c for c in candidates if c in leaves]
+    if not found:
+        raise ERAError(f"cannot find attention projections for LoRA among {sorted(leaves)}; "
+                       "pass lora={'target_modules': [...]}")
+    return found
+
+
+def _as_tensor(x: Any, dim: int, what: str, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(x, dtype=torch.float32, device=device)
+    if t.ndim != 2 or t.shape[1] != dim:
+        raise ERAError(f"{what} must have shape (n, {dim}); got {tuple(t.shape)}")
+    return t
+
+
+def _check_model_dir(path: Path) -> None:
+    """Clear errors for directories that are not (complete) ERA models."""
+    import json
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise ERAError(f"{path} is not an ERA model directory: no config.json")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ERAError(f"{config} is not valid JSON: {err}") from None
+    if model_type != ERAConfig.model_type:
+        raise ERAError(f"{path} is not an ERA model directory: config.json has model_type {model_type!r}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ERAError(f"{path} has no model.safetensors (the adapter head); the model directory is incomplete")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            for key in f.keys():
+                f.get_tensor(key)
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise ERAError(f"{weights} is damaged or truncated: {err}") from None

@@ -55,15 +55,17 @@ class LinearHead(ERAHead):
 class LowRankResidualHead(ERAHead):
     """``x @ W0 + (x @ A) @ B + b`` with a fixed (buffer) or learned ``W0`` and rank-``r`` ``A B``.
 
-    ``W0`` starts at zero unless set (e.g. from a closed-form fit); ``B`` starts at zero so the
-    low-rank correction is initially off.
+    ``W0`` starts like a ``Linear`` weight (or at zero with ``zero_init``) and is usually set from a
+    closed-form fit; ``B`` starts at zero so the low-rank correction is initially off.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, rank: int = 16, learn_w0: bool = False) -> None:
+    def __init__(self, in_dim: int, out_dim: int, rank: int = 16, learn_w0: bool = False,
+                 zero_init: bool = False) -> None:
         super().__init__(in_dim, out_dim)
         if not isinstance(rank, int) or rank <= 0:
             raise ERAError(f"low_rank_residual head: rank must be a positive integer, got {rank!r}")
-        w0 = torch.zeros(in_dim, out_dim)
+        bound = 0.0 if zero_init else in_dim**-0.5
+        w0 = torch.empty(in_dim, out_dim).uniform_(-bound, bound)
         if learn_w0:
             self.w0 = nn.Parameter(w0)
         else:

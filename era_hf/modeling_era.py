@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from .configuration_era import ERAConfig
 from .errors import ERAError
 from .heads import build_head
-from .text_encoding import check_texts, detect_pooling, encode_texts, format_queries, load_encoder
+from .text_encoding import OFFLINE_HINT, check_texts, detect_pooling, encode_texts, format_queries, load_encoder
 
 LORA_SUBFOLDER = "query_encoder_lora"
 DEFAULT_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
@@ -54,7 +54,7 @@ class ERAModel(PreTrainedModel):
     def __init__(self, config: ERAConfig) -> None:
         super().__init__(config)
         kwargs = dict(config.head_kwargs)
-        if config.anchor and config.head_type in ("linear", "mlp"):
+        if config.anchor:  # the correction starts at zero: the untrained model is the cheap baseline
             kwargs.setdefault("zero_init", True)
         self.head = build_head(config.head_type, config.query_dim, config.document_dim, **kwargs)
         # Encoders are attached after the head is built/loaded (transformers 5 builds models on
@@ -109,7 +109,7 @@ class ERAModel(PreTrainedModel):
                 dims.append(AutoConfig.from_pretrained(model_id, revision=rev).hidden_size)
             except OSError as err:
                 raise ERAError(f"cannot read the config of encoder {model_id!r}: {str(err).splitlines()[0]}. "
-                               "Offline machines: seed the cache with `era-hf models install`.") from None
+                               f"{OFFLINE_HINT}") from None
         config = ERAConfig(
             query_encoder=query_encoder,
             document_encoder=document_encoder,

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from .configuration_era import POOLINGS, resolve_query_format
 from .errors import ERAError
 
+OFFLINE_HINT = ("Without Hub access (HF_HUB_OFFLINE=1), the model must already be in the Hugging Face cache: "
+                "`era-hf models install` seeds the default models, or run `hf download MODEL_ID` on a connected "
+                "machine and copy its cache.")
 #: Show a progress bar by default from this many texts on.
 PROGRESS_BAR_MIN_TEXTS = 256
 
@@ -117,11 +120,8 @@ def load_encoder(model_id: str, revision: str | None = None, **kwargs: Any) -> t
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModel.from_pretrained(model_id, revision=revision, **kwargs)
     except OSError as err:
-        hint = ""
-        if model_id.startswith("sentence-transformers/all-"):
-            hint = " Offline machines: seed the Hugging Face cache with `era-hf models install`."
         raise ERAError(f"cannot load encoder {model_id!r} (revision {revision or 'main'}): "
-                       f"{str(err).splitlines()[0]}.{hint}") from None
+                       f"{str(err).splitlines()[0]}. {OFFLINE_HINT}") from None
     model.eval()
     return model, tokenizer, resolved_revision(model_id, revision)
 

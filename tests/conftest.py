@@ -1,0 +1,43 @@
+"""Shared test set-up: offline Hub, quiet tokenizers, small shared models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"../shared/data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The default pair (MPNet → MiniLM), untrained linear head; loaded once per session."""
+    import torch
+
+    from era_hf import ERAModel
+
+    torch.manual_seed(0)
+    return ERAModel.from_encoders(MPNET, MINILM)
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder():
+    from era_hf.encoders import DocumentEncoder
+
+    return DocumentEncoder.from_pretrained(MINILM)

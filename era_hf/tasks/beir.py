@@ -27,23 +27,24 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from era_hf.errors import ERAError
-from era_hf.tasks.build import Qrel, Record, assemble_task, coerce_id, coerce_score, coerce_text
-from era_hf.tasks.files import read_jsonl, read_qrels_tsv, sha256_file
+from era_hf.tasks.build import Qrel, Record, assemble_task, coerce_id, coerce_score, coerce_text, require
+from era_hf.tasks.files import QRELS_HEADER, read_jsonl, read_qrels_tsv, sha256_file
 from era_hf.tasks.hub import hub_load, hub_revision
 from era_hf.tasks.task import RetrievalTask
 
 __all__ = [
-    "DEFAULT_INSTRUCTION",
     "BEIR_DOMAINS",
+    "DEFAULT_INSTRUCTION",
+    "beir_task_from_rows",
+    "doc_record",
     "is_beir_dir",
     "load_beir_dir",
     "load_beir_hub",
-    "beir_task_from_rows",
-    "doc_record",
     "query_record",
 ]
 
@@ -61,7 +62,7 @@ BEIR_DOMAINS = {
 def doc_record(location: str, row: Mapping[str, Any]) -> Record:
     """A corpus row (``_id``, optional ``title``, ``text``) checked and normalised."""
     return location, {
-        "_id": coerce_id(row.get("_id"), location, "_id") if "_id" in row else _missing(location, "_id", row),
+        "_id": coerce_id(require(row, "_id", location), location, "_id"),
         "title": coerce_text(row, "title", location, required=False),
         "text": coerce_text(row, "text", location, required=True),
     }
@@ -70,14 +71,10 @@ def doc_record(location: str, row: Mapping[str, Any]) -> Record:
 def query_record(location: str, row: Mapping[str, Any]) -> Record:
     """A query row (``_id``, ``text``, optional ``instruction``) checked and normalised."""
     return location, {
-        "_id": coerce_id(row.get("_id"), location, "_id") if "_id" in row else _missing(location, "_id", row),
+        "_id": coerce_id(require(row, "_id", location), location, "_id"),
         "text": coerce_text(row, "text", location, required=True),
         "instruction": coerce_text(row, "instruction", location, required=False),
     }
-
-
-def _missing(location: str, field: str, row: Mapping[str, Any]) -> str:
-    raise ERAError(f"{location}: missing field {field!r} (has {sorted(row)})")
 
 
 # -- local directory --------------------------------------------------------
@@ -137,7 +134,11 @@ def load_beir_dir(directory: str | os.PathLike, *, split: str = "test") -> Retri
     if not is_beir_dir(directory):
         raise ERAError(f"{directory}: not a BEIR task directory (no corpus.jsonl)")
     meta = _read_meta(directory)
-    corpus_path, queries_path, qrels_path = directory / "corpus.jsonl", directory / "queries.jsonl", _qrels_path(directory, split)
+    corpus_path, queries_path, qrels_path = (
+        directory / "corpus.jsonl",
+        directory / "queries.jsonl",
+        _qrels_path(directory, split),
+    )
     revision, hashes = _revision(directory, (corpus_path, queries_path, qrels_path), meta)
     return assemble_task(
         name=meta.get("name") or directory.resolve().name,
@@ -157,11 +158,15 @@ def _qrels_rows(rows: Iterable[Mapping[str, Any]], where: str) -> list[Qrel]:
     qrels = []
     for number, row in enumerate(rows, 1):
         location = f"{where} row {number}"
-        for field in ("query-id", "corpus-id", "score"):
-            if field not in row:
-                _missing(location, field, row)
-        qrels.append(Qrel(location, coerce_id(row["query-id"], location, "query-id"),
-                          coerce_id(row["corpus-id"], location, "corpus-id"), coerce_score(row["score"], location)))
+        query_id, doc_id, score = (require(row, field, location) for field in QRELS_HEADER)
+        qrels.append(
+            Qrel(
+                location,
+                coerce_id(query_id, location, "query-id"),
+                coerce_id(doc_id, location, "corpus-id"),
+                coerce_score(score, location),
+            )
+        )
     return qrels
 
 

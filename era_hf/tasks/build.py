@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import datasets
 
 from era_hf.errors import ERAError
 from era_hf.tasks.task import CORPUS_FEATURES, QUERY_FEATURES, RetrievalTask
 
-__all__ = ["Qrel", "QrelsWarning", "assemble_task", "coerce_id", "coerce_score", "coerce_text"]
+__all__ = ["Qrel", "QrelsWarning", "assemble_task", "coerce_id", "coerce_score", "coerce_text", "require"]
 
 Record = tuple[str, Mapping[str, Any]]
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
@@ -54,6 +55,13 @@ class Qrel:
     score: int
 
 
+def require(row: Mapping[str, Any], field: str, location: str) -> Any:
+    """``row[field]``, or an ERAError naming the location and the fields present."""
+    if field not in row:
+        raise ERAError(f"{location}: missing field {field!r} (has {sorted(row)})")
+    return row[field]
+
+
 def coerce_id(value: Any, location: str, field: str) -> str:
     """An id as a non-empty string; ints become decimal strings (hub data often stores ids as ints).
 
@@ -71,11 +79,9 @@ def coerce_id(value: Any, location: str, field: str) -> str:
 
 def coerce_text(record: Mapping[str, Any], field: str, location: str, *, required: bool) -> str:
     """``record[field]`` as a string; a missing optional field or ``None`` becomes ""."""
-    if field not in record:
-        if required:
-            raise ERAError(f"{location}: missing field {field!r} (has {sorted(record)})")
+    if field not in record and not required:
         return ""
-    value = record[field]
+    value = require(record, field, location)
     if value is None and not required:
         return ""
     if not isinstance(value, str):
@@ -126,7 +132,9 @@ def _filter_qrels(
     skipped = {"unknown_query": 0, "unknown_document": 0}
     examples: list[str] = []
     for q in qrels:
-        reason = "unknown_query" if q.query_id not in query_ids else "unknown_document" if q.doc_id not in doc_ids else ""
+        reason = (
+            "unknown_query" if q.query_id not in query_ids else "unknown_document" if q.doc_id not in doc_ids else ""
+        )
         if reason:
             skipped[reason] += 1
             if len(examples) < 3:
@@ -134,8 +142,8 @@ def _filter_qrels(
             continue
         previous = kept.setdefault(q.query_id, {}).setdefault(q.doc_id, q.score)
         if previous != q.score:
-            first = where[(q.query_id, q.doc_id)]
-            raise ERAError(f"conflicting scores for ({q.query_id!r}, {q.doc_id!r}): {previous} at {first}, {q.score} at {q.location}")
+            pair, first = (q.query_id, q.doc_id), where[(q.query_id, q.doc_id)]
+            raise ERAError(f"conflicting scores for {pair!r}: {previous} at {first}, {q.score} at {q.location}")
         where.setdefault((q.query_id, q.doc_id), q.location)
     total = sum(skipped.values())
     if total:

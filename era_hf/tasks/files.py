@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from era_hf.errors import ERAError
 from era_hf.tasks.build import Qrel, coerce_id, coerce_score
 
-__all__ = ["read_lines", "read_jsonl", "read_qrels_tsv", "sha256_file", "QRELS_HEADER"]
+__all__ = ["QRELS_HEADER", "read_jsonl", "read_lines", "read_qrels_tsv", "sha256_file"]
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 
@@ -88,12 +89,18 @@ def read_qrels_tsv(path: str | os.PathLike) -> Iterator[Qrel]:
         fields = line.split("\t")
         location = f"{path}:{number}"
         if len(fields) != 3:
-            raise ERAError(f"{location}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(fields)}")
+            raise ERAError(
+                f"{location}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(fields)}"
+            )
         if index == 0 and _is_header(fields):
             continue
         query_id, doc_id, score = (f.strip() for f in fields)
-        yield Qrel(location, coerce_id(query_id, location, "query-id"), coerce_id(doc_id, location, "corpus-id"),
-                   coerce_score(score, location))
+        yield Qrel(
+            location,
+            coerce_id(query_id, location, "query-id"),
+            coerce_id(doc_id, location, "corpus-id"),
+            coerce_score(score, location),
+        )
 
 
 def sha256_file(path: str | os.PathLike) -> str:

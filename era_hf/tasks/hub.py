@@ -18,7 +18,7 @@ import datasets
 
 from era_hf.errors import ERAError
 
-__all__ = ["hub_load", "hub_revision", "OFFLINE_HINT"]
+__all__ = ["OFFLINE_HINT", "hub_load", "hub_revision"]
 
 OFFLINE_HINT = (
     "the Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set and the "
@@ -50,7 +50,11 @@ def _not_found_errors() -> tuple[type[BaseException], ...]:
     try:
         from huggingface_hub import errors as hub_errors
 
-        found += [getattr(hub_errors, n) for n in ("RepositoryNotFoundError", "RevisionNotFoundError") if hasattr(hub_errors, n)]
+        found += [
+            getattr(hub_errors, n)
+            for n in ("RepositoryNotFoundError", "RevisionNotFoundError")
+            if hasattr(hub_errors, n)
+        ]
     except ImportError:  # pragma: no cover
         pass
     return tuple(found)
@@ -87,5 +91,5 @@ def hub_revision(repo: str, requested: str | None) -> str | None:
         if constants.HF_HUB_OFFLINE:
             return requested
         return HfApi().dataset_info(repo, revision=requested).sha or requested
-    except Exception:  # noqa: BLE001 - provenance only; the data is already loaded
+    except Exception:
         return requested

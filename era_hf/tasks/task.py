@@ -25,15 +25,16 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import datasets
 
 from era_hf.errors import ERAError
 from era_hf.tasks.splits import TaskSplit, make_split
 
-__all__ = ["RetrievalTask", "CORPUS_FEATURES", "QUERY_FEATURES", "column"]
+__all__ = ["CORPUS_FEATURES", "QUERY_FEATURES", "RetrievalTask", "column"]
 
 CORPUS_FEATURES = datasets.Features(
     {"_id": datasets.Value("string"), "title": datasets.Value("string"), "text": datasets.Value("string")}
@@ -76,7 +77,7 @@ class RetrievalTask:
     revision: str | None = None
     skipped_qrels: dict[str, int] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
-    _query_rows: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _query_rows: tuple[datasets.Dataset, dict[str, int]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for what, ds, features in (("corpus", self.corpus, CORPUS_FEATURES), ("queries", self.queries, QUERY_FEATURES)):
@@ -91,7 +92,10 @@ class RetrievalTask:
 
     def document_texts(self) -> list[str]:
         """Texts to embed, in corpus order: ``title + " " + text`` if a title, else ``text``."""
-        return [f"{title} {text}" if title else text for title, text in zip(column(self.corpus, "title"), column(self.corpus, "text"))]
+        return [
+            f"{title} {text}" if title else text
+            for title, text in zip(column(self.corpus, "title"), column(self.corpus, "text"), strict=True)
+        ]
 
     # -- queries ---------------------------------------------------------
     def query_ids(self) -> list[str]:
@@ -99,10 +103,11 @@ class RetrievalTask:
         return column(self.queries, "_id")
 
     def _rows(self, ids: Sequence[str]) -> list[int]:
-        if self._query_rows is None:
-            self._query_rows = {qid: i for i, qid in enumerate(self.query_ids())}
+        if self._query_rows is None or self._query_rows[0] is not self.queries:
+            self._query_rows = (self.queries, {qid: i for i, qid in enumerate(self.query_ids())})
+        rows = self._query_rows[1]
         try:
-            return [self._query_rows[qid] for qid in ids]
+            return [rows[qid] for qid in ids]
         except KeyError as err:
             raise ERAError(f"task {self.name!r}: unknown query id {err.args[0]!r}") from None
 

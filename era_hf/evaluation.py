@@ -1,0 +1,513 @@
+"""Evaluate an ERA model or a baseline on retrieval tasks, on the paper's fixed test queries.
+
+Protocol (``docs/era-method.md``, "Evaluation"): exact cosine search over each task's whole
+corpus, top 100; nDCG@{1,5,10,20,100}, Recall@k, MRR@100, MAP@100 (:mod:`era_hf.metrics`);
+per task the mean over its TEST queries (``task.split(label_ratio, seed).test``), overall
+the unweighted mean over tasks, and per domain. Every method is scored on the same test
+queries. A failing task fails the run (never silently dropped).
+
+Methods:
+
+* an ERA model: query side = ``model.adapt(query-encoder embeddings of the formatted queries
+  [, document-encoder embeddings of the queries when anchored])``, corpus = the document encoder;
+* baseline ``doc``: the document encoder on both sides (plain queries): the cheap index as is;
+* baseline ``query``: the query encoder on both sides (re-encodes the corpus): upper reference.
+
+All encoder outputs go through the :class:`~era_hf.cache.EmbeddingCache`, so a second run
+(or another model on the same encoders) loads no encoder at all.
+
+Example:
+    >>> from era_hf.evaluation import evaluate_suite
+    >>> from era_hf.task_embeddings import EncoderPair
+    >>> from era_hf.tasks import load_suite
+    >>> result = evaluate_suite("doc", load_suite("/work/shared/data/adi"), EncoderPair())  # doctest: +SKIP
+    >>> round(result["macro"]["ndcg@10"], 3)  # doctest: +SKIP
+    0.5...
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ERAError
+
+BASELINES = ("doc", "query")
+TABLE_COLUMNS = (("nDCG@10", "ndcg@10"), ("MAP@100", "map@100"), ("Recall@100", "recall@100"))
+#: Score-matrix block of :func:`search_exact`, in float32 entries (128 MiB).
+SEARCH_BLOCK_ENTRIES = 1 << 25
+
+
+# ---------------------------------------------------------------------- search and scoring
+def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[str], k: int = 100,
+                 return_scores: bool = False) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
+    """Exact cosine search: top-``k`` doc ids per query (ties broken by corpus order).
+
+    Scores are computed in blocks of queries (at most ``SEARCH_BLOCK_ENTRIES`` floats at a time),
+    so large corpora do not need a (queries x documents) matrix in memory.
+    With ``return_scores=True`` also returns the float32 ``(n, min(k, n_docs))`` cosine scores.
+    """
+    from .metrics import rank_from_scores
+
+    q = np.asarray(query_emb, dtype=np.float32)
+    d = np.asarray(doc_emb, dtype=np.float32)
+    if q.ndim != 2 or d.ndim != 2:
+        raise ERAError(f"query and document embeddings must be 2-D, got {q.shape} and {d.shape}")
+    if q.shape[1] != d.shape[1]:
+        raise ERAError(f"query embeddings are {q.shape[1]}-d but document embeddings are {d.shape[1]}-d; "
+                       "queries must be in the document encoder's space")
+    if d.shape[0] != len(doc_ids):
+        raise ERAError(f"{d.shape[0]} document embeddings for {len(doc_ids)} doc ids")
+    if d.shape[0] == 0:
+        raise ERAError("the corpus is empty")
+    if not (np.isfinite(q).all() and np.isfinite(d).all()):
+        raise ERAError("embeddings contain NaN or infinity")
+    q_norm = np.linalg.norm(q, axis=1, keepdims=True)
+    q = q / np.where(q_norm > 0, q_norm, 1)
+    d_norm = np.linalg.norm(d, axis=1)
+    d_scale = (1.0 / np.where(d_norm > 0, d_norm, 1)).astype(np.float32)
+    kk = min(int(k), d.shape[0])
+    rows = max(1, SEARCH_BLOCK_ENTRIES // d.shape[0])
+    ranked: list[list[str]] = []
+    top_scores = np.zeros((q.shape[0], kk), dtype=np.float32)
+    index_of = {doc_id: i for i, doc_id in enumerate(doc_ids)} if return_scores else None
+    for start in range(0, q.shape[0], rows):
+        scores = (q[start:start + rows] @ d.T) * d_scale
+        block = rank_from_scores(scores, doc_ids, kk)
+        if return_scores:
+            cols = np.array([[index_of[x] for x in r] for r in block], dtype=np.int64).reshape(len(block), kk)
+            top_scores[start:start + len(block)] = np.take_along_axis(scores, cols, axis=1)
+        ranked.extend(block)
+    return (ranked, top_scores) if return_scores else ranked
+
+
+def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np.ndarray, k: int = 100,
+                  ks: Sequence[int] | None = None) -> dict[str, Any]:
+    """Score one task on its split's TEST queries.
+
+    Args:
+        task: a :class:`~era_hf.tasks.RetrievalTask`.
+        split: its :class:`~era_hf.tasks.TaskSplit`; ``query_emb_test`` rows follow ``split.test``.
+        query_emb_test: ``(len(split.test), dim)`` query embeddings in the document space.
+        doc_emb: ``(n_docs, dim)`` embeddings of ``task.document_texts()`` (corpus order).
+
+    Returns:
+        ``{"metrics": {name: mean}, "per_query": {"query_ids": [...], name: [values...]},
+        "n_queries": int}`` with the :mod:`era_hf.metrics` names.
+    """
+    from .metrics import DEFAULT_KS, mean_metrics, retrieval_metrics
+
+    qids = list(split.test)
+    if not qids:
+        raise ERAError(f"task {task.name!r}: the split has no test queries")
+    q = np.asarray(query_emb_test)
+    if q.ndim != 2 or q.shape[0] != len(qids):
+        raise ERAError(f"task {task.name!r}: got query embeddings of shape {q.shape} for {len(qids)} test queries")
+    doc_ids = task.document_ids()
+    ranked = search_exact(q, doc_emb, doc_ids, k=k)
+    per_query = retrieval_metrics(qids, ranked, task.qrels, ks=tuple(ks or DEFAULT_KS))
+    return {
+        "metrics": mean_metrics(per_query),
+        "per_query": {"query_ids": qids, **{name: values.tolist() for name, values in per_query.items()}},
+        "n_queries": len(qids),
+    }
+
+
+# ---------------------------------------------------------------------- methods
+class Baseline:
+    """A zero-shot baseline: ``doc`` (document encoder on both sides) or ``query`` (query encoder on both)."""
+
+    def __init__(self, name: str) -> None:
+        if name not in BASELINES:
+            raise ERAError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+        self.name = name
+
+    @property
+    def label(self) -> str:
+        return f"baseline {self.name}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "baseline", "name": self.name,
+                "description": {"doc": "document encoder on queries and documents (the cheap index as is)",
+                                "query": "query encoder on queries and documents (corpus re-encoded)"}[self.name]}
+
+    def default_pair(self, cache: Any = None) -> Any:
+        from .task_embeddings import EncoderPair
+
+        return EncoderPair(cache=cache)
+
+    def query_embeddings(self, pair: Any, task: Any, qids: Sequence[str]) -> np.ndarray:
+        return pair.queries(task, qids, side="document" if self.name == "doc" else "query")
+
+    def corpus_embeddings(self, pair: Any, task: Any) -> np.ndarray:
+        return pair.corpus(task, side="document" if self.name == "doc" else "query")
+
+
+class ERAMethod:
+    """An ERA model evaluated through the cache: the head runs on cached query-encoder embeddings.
+
+    Args:
+        model: an :class:`~era_hf.ERAModel` (loaded or in memory), or a directory / Hub id
+            (loaded head-only by :func:`load_era_model`: no encoder is loaded on a warm cache).
+        revision: Hub revision when ``model`` is an id.
+    """
+
+    def __init__(self, model: Any, revision: str | None = None) -> None:
+        if isinstance(model, (str, os.PathLike)):
+            self.ref: str | None = os.fspath(model)
+            self.model, self.identity = load_era_model(self.ref, revision)
+        else:
+            self.ref = getattr(model, "name_or_path", None) or None
+            self.model, self.identity = model, {"model": self.ref, "revision": None, "in_memory": True}
+        self.revision = revision
+        self.config = self.model.config
+        self._full_model: Any = None  # the LoRA model with its encoders, loaded on a cache miss
+        #: encoders this method loaded itself (the LoRA query encoder), besides the pair's
+        self.models_loaded = 0
+
+    @property
+    def label(self) -> str:
+        return f"ERA {self.ref or '(in memory)'}"
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"type": "era", **self.identity, "head_type": cfg.head_type, "anchor": cfg.anchor,
+                "lora": bool(cfg.lora), "init": getattr(cfg, "init", None), "recipe": getattr(cfg, "recipe", None)}
+
+    def default_pair(self, cache: Any = None) -> Any:
+        from .task_embeddings import EncoderPair
+
+        return EncoderPair.from_config(self.config, cache=cache)
+
+    def _raw_queries(self, pair: Any, task: Any, qids: Sequence[str]) -> np.ndarray:
+        if not self.config.lora:
+            return pair.queries(task, qids, side="query")
+        # LoRA changes the query encoder itself: key the cache on the adapter weights too.
+        formatted = pair.format_queries(task, qids, side="query")
+        if self.identity.get("in_memory"):
+            self.model._require_encoders()
+            return self.model.encode_raw_queries(formatted, batch_size=pair.batch_size).numpy()
+        fingerprint = {**pair.query_fingerprint(), "lora_adapter": self.identity.get("lora_sha256")}
+        cached = pair.cache.lookup(fingerprint, formatted) if pair.cache is not None else None
+        if cached is not None:
+            return cached
+        if self._full_model is None:
+            from .modeling_era import ERAModel
+
+            self._full_model = ERAModel.from_pretrained(self.ref, revision=self.revision)
+            self.models_loaded += 1 + int(bool(self.config.anchor))
+        array = self._full_model.encode_raw_queries(formatted, batch_size=pair.batch_size).numpy()
+        return pair.cache.store(fingerprint, formatted, array) if pair.cache is not None else array
+
+    def query_embeddings(self, pair: Any, task: Any, qids: Sequence[str]) -> np.ndarray:
+        import torch
+
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()  # dropout off; a model handed over mid-training gets each module's mode back
+        try:
+            raw = np.array(self._raw_queries(pair, task, qids), dtype=np.float32)
+            anchor = None
+            if self.config.anchor:
+                anchor = np.array(pair.queries(task, qids, side="document"), dtype=np.float32)
+            with torch.inference_mode():
+                return np.asarray(self.model.adapt(raw, anchor), dtype=np.float32)
+        finally:
+            for module, mode in modes:
+                module.training = mode
+
+    def corpus_embeddings(self, pair: Any, task: Any) -> np.ndarray:
+        return pair.corpus(task, side="document")
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Load an ERA model's config and head only (no encoder weights), plus its identity record.
+
+    Returns ``(model, identity)``; ``identity`` holds the ref, the resolved Hub commit (or None for a
+    directory) and the SHA-256 of the head weights (and of the LoRA adapter, if any).
+    """
+    from transformers.utils import cached_file
+
+    from .modeling_era import LORA_SUBFOLDER, ERAModel
+
+    class _HeadOnly(ERAModel):
+        def attach_encoders(self, *args: Any, **kwargs: Any) -> None:  # encoders come from the cache instead
+            return None
+
+    local = os.path.isdir(ref)
+    if not local and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
+        raise ERAError(f"ERA model directory {ref!r} does not exist")
+    model = _HeadOnly.from_pretrained(ref, revision=revision)
+    model.eval()
+    identity: dict[str, Any] = {"model": ref, "revision": None}
+    try:
+        weights = cached_file(ref, "model.safetensors", revision=revision)
+    except OSError as err:
+        raise ERAError(f"cannot find the head weights of ERA model {ref!r}: {str(err).splitlines()[0]}") from None
+    identity["head_sha256"] = _file_sha256(weights)
+    if not local:
+        parts = os.path.normpath(weights).split(os.sep)
+        identity["revision"] = parts[parts.index("snapshots") + 1] if "snapshots" in parts else revision
+    if model.config.lora:
+        try:
+            adapter = cached_file(ref, f"{LORA_SUBFOLDER}/adapter_model.safetensors", revision=revision)
+        except OSError as err:
+            raise ERAError(f"ERA model {ref!r} uses LoRA but its adapter weights cannot be found: "
+                           f"{str(err).splitlines()[0]}") from None
+        identity["lora_sha256"] = _file_sha256(adapter)
+    return model, identity
+
+
+def as_method(method: Any, revision: str | None = None) -> Any:
+    """``"doc"`` / ``"query"`` → :class:`Baseline`; an ERAModel, directory or Hub id → :class:`ERAMethod`."""
+    if isinstance(method, (Baseline, ERAMethod)):
+        return method
+    if isinstance(method, str) and method in BASELINES:
+        return Baseline(method)
+    if isinstance(method, str) and method.startswith("baseline:"):
+        return Baseline(method.split(":", 1)[1])
+    if isinstance(method, (str, os.PathLike)) or hasattr(method, "adapt"):
+        return ERAMethod(method, revision)
+    raise ERAError(f"cannot evaluate {type(method).__name__}: pass an ERAModel, a model directory / Hub id, "
+                   f"or a baseline name ({', '.join(BASELINES)})")
+
+
+# ---------------------------------------------------------------------- suites
+def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ratio: float = 0.2,
+                   seed: int = 42, *, k: int = 100, ks: Sequence[int] | None = None, cache: Any = None,
+                   log: Any = None) -> dict[str, Any]:
+    """Evaluate one method on tasks: per task, per domain and macro (unweighted over tasks).
+
+    Args:
+        method: an ERA model / directory / Hub id, or ``"doc"`` / ``"query"`` (see :func:`as_method`).
+        tasks: :class:`~era_hf.tasks.RetrievalTask` objects (unique names).
+        pair: the :class:`~era_hf.task_embeddings.EncoderPair`; default: the model's pair (ERA) or
+            the default pair (baselines), using ``cache``.
+        cache: an :class:`~era_hf.cache.EmbeddingCache` for the default pair (None = default directory).
+        log: a callable taking one progress line (e.g. ``print``); None = silent.
+
+    Returns:
+        A JSON-ready dict: ``method``, ``encoders`` (ids + resolved revisions + settings),
+        ``era_hf_version``, ``label_ratio``, ``seed``, ``tasks`` (per task: domain, source,
+        revision, metrics, per-query values, the split's ``to_dict()``), ``per_domain``, ``macro``,
+        ``cache`` (hits / misses of this call), ``models_loaded`` (encoders loaded by this call: 0 on a
+        warm cache), ``seconds``.
+    """
+    from . import __version__
+    from .metrics import DEFAULT_KS, aggregate_suite
+
+    method = as_method(method)
+    if pair is None:
+        pair = method.default_pair(cache)
+    if isinstance(method, ERAMethod):
+        _check_pair_matches(method.config, pair)
+    tasks = list(tasks)
+    if not tasks:
+        raise ERAError("no tasks to evaluate")
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ERAError(f"duplicate task name(s) {dupes}; every task must have a unique name")
+    ks = tuple(ks or DEFAULT_KS)
+    start = time.perf_counter()
+    stats0 = dict(pair.cache.stats) if pair.cache is not None else None
+    loaded0 = pair.models_loaded + getattr(method, "models_loaded", 0)
+    per_task: dict[str, Any] = {}
+    for task in tasks:
+        t0 = time.perf_counter()
+        try:
+            split = task.split(label_ratio, seed)
+            q = method.query_embeddings(pair, task, split.test)
+            d = method.corpus_embeddings(pair, task)
+            result = evaluate_task(task, split, q, d, k=k, ks=ks)
+        except ERAError as err:
+            message = str(err)
+            raise ERAError(message if f"task {task.name!r}" in message else f"task {task.name!r}: {message}") from None
+        seconds = time.perf_counter() - t0
+        per_task[task.name] = {
+            "domain": task.domain,
+            "source": task.source,
+            "revision": task.revision,
+            "n_documents": int(d.shape[0]),
+            "n_queries": result["n_queries"],
+            "metrics": result["metrics"],
+            "per_query": result["per_query"],
+            "split": split.to_dict(),
+            "seconds": round(seconds, 3),
+        }
+        if log is not None:
+            log(f"{method.label} | {task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
+                f"MAP@100 {result['metrics'].get('map@100', float('nan')):.4f}  "
+                f"({result['n_queries']} test queries, {d.shape[0]} docs, {seconds:.1f} s)")
+    summary = aggregate_suite({n: r["metrics"] for n, r in per_task.items()}, {t.name: t.domain for t in tasks})
+    cache_stats = None
+    if pair.cache is not None:
+        cache_stats = {key: pair.cache.stats[key] - stats0[key] for key in stats0}
+        cache_stats["dir"] = str(pair.cache.root)
+    return {
+        "era_hf_version": __version__,
+        "method": method.describe(),
+        "encoders": pair.describe(),
+        "label_ratio": label_ratio,
+        "seed": seed,
+        "k": k,
+        "ks": list(ks),
+        "tasks": per_task,
+        "per_domain": summary["per_domain"],
+        "macro": summary["macro"],
+        "n_tasks": len(per_task),
+        "cache": cache_stats,
+        "models_loaded": pair.models_loaded + getattr(method, "models_loaded", 0) - loaded0,
+        "seconds": round(time.perf_counter() - start, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+#: The name in ARCHITECTURE.md.
+evaluate_model = evaluate_suite
+
+
+def _check_pair_matches(config: Any, pair: Any) -> None:
+    """An ERA head only makes sense on the encoders it was trained for."""
+    if pair.query_encoder_id != config.query_encoder or pair.document_encoder_id != config.document_encoder:
+        raise ERAError(f"the ERA model maps {config.query_encoder!r} into {config.document_encoder!r}, but the "
+                       f"encoder pair is {pair.query_encoder_id!r} -> {pair.document_encoder_id!r}")
+
+
+# ---------------------------------------------------------------------- tables
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """Plain-text table: one block per method with per-task, per-domain and macro rows."""
+    lines: list[str] = []
+    for res in results:
+        m = res["method"]
+        enc = res["encoders"]
+        if m["type"] == "era":
+            title = f"ERA {m.get('model')}" + (f" @ {m['revision'][:12]}" if m.get("revision") else "")
+        else:
+            used = enc["document_encoder"] if m["name"] == "doc" else enc["query_encoder"]
+            title = f"baseline {m['name']}: {used['model_id']}" + (f" @ {used['revision'][:12]}"
+                                                                   if used.get("revision") else "")
+        rows = [(name, r["domain"], str(r["n_queries"]), r["metrics"]) for name, r in res["tasks"].items()]
+        if len(res["tasks"]) > 1:
+            rows += [(f"domain: {d}", "", "", mets) for d, mets in res["per_domain"].items()]
+            rows.append((f"macro ({res['n_tasks']} tasks)", "", "", res["macro"]))
+        header = ("task", "domain", "test q", *[c for c, _ in TABLE_COLUMNS])
+        table = [header] + [(a, b, c, *[f"{mets.get(key, float('nan')):.4f}" for _, key in TABLE_COLUMNS])
+                            for a, b, c, mets in rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+        lines.append(title)
+        for j, r in enumerate(table):
+            cells = [r[i].ljust(widths[i]) if i < 2 else r[i].rjust(widths[i]) for i in range(len(header))]
+            lines.append("  ".join(cells).rstrip())
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------- tasks from the CLI
+def load_tasks(specs: Sequence[str]) -> list[Any]:
+    """Tasks from ``--task`` specs: a task directory, a directory of task directories, a Hub id or
+    ``builtin:stdlib-code``; names must be unique across all specs."""
+    from .tasks import load_suite
+
+    tasks: list[Any] = []
+    origin: dict[str, str] = {}
+    for spec in specs:
+        for task in load_suite(spec):
+            if task.name in origin:
+                raise ERAError(f"duplicate task name {task.name!r}: from {origin[task.name]!r} and {spec!r}")
+            origin[task.name] = spec
+            tasks.append(task)
+    return tasks
+
+
+# ---------------------------------------------------------------------- CLI
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score an ERA model and/or baselines on retrieval tasks (fixed test split)",
+        description="Exact cosine search over each task's corpus; nDCG@k, Recall@k, MRR@100, MAP@100 on the "
+                    "test queries of the paper's split; per task, per domain and macro. Embeddings are cached.",
+    )
+    p.add_argument("--task", action="append", required=True, metavar="SPEC",
+                   help="task directory, directory of task directories (a suite), Hub id (mair:<Task>, "
+                        "BeIR/<name>) or builtin:stdlib-code; repeatable")
+    p.add_argument("--model", help="ERA model directory or Hub id")
+    p.add_argument("--model-revision", help="Hub revision of --model")
+    p.add_argument("--baseline", action="append", choices=BASELINES,
+                   help="zero-shot baseline: doc (document encoder on both sides) or query (query encoder on both "
+                        "sides, corpus re-encoded); repeatable; with --model uses the model's encoders")
+    p.add_argument("--query-encoder", help="query encoder for baselines without --model (default: "
+                                           "sentence-transformers/all-mpnet-base-v2)")
+    p.add_argument("--document-encoder", help="document encoder for baselines without --model (default: "
+                                              "sentence-transformers/all-MiniLM-L6-v2)")
+    p.add_argument("--query-format", default="auto",
+                   help="query format of the query encoder for baselines without --model (default: auto)")
+    p.add_argument("--label-ratio", type=float, default=0.2, help="labelled fraction defining the split (0.2)")
+    p.add_argument("--seed", type=int, default=42, help="split seed (42)")
+    p.add_argument("--k", type=int, default=100, help="retrieval depth (100)")
+    p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (32)")
+    p.add_argument("--output", help="write the results as JSON here (atomically)")
+    p.add_argument("--cache-dir", help="embedding cache directory (default: $ERA_HF_CACHE or "
+                                       "~/.cache/era_hf/embeddings)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--device", help="device for encoders (default: cuda if available, else cpu)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .atomic import atomic_write_json
+    from .cache import EmbeddingCache
+    from .task_embeddings import DEFAULT_DOCUMENT_ENCODER, DEFAULT_QUERY_ENCODER, EncoderPair
+
+    if not args.model and not args.baseline:
+        raise ERAError("nothing to evaluate: pass --model and/or --baseline doc|query")
+    if args.model and (args.query_encoder or args.document_encoder):
+        raise ERAError("--query-encoder/--document-encoder are for baselines without --model; "
+                       "an ERA model brings its own encoders")
+    if args.k < 1:
+        raise ERAError(f"--k must be a positive integer, got {args.k}")
+    cache: Any = False if args.no_cache else EmbeddingCache(args.cache_dir)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    tasks = load_tasks(args.task)
+    log(f"{len(tasks)} task(s): {', '.join(t.name for t in tasks)}")
+    methods: list[Any] = []
+    if args.model:
+        methods.append(ERAMethod(args.model, args.model_revision))
+        pair = EncoderPair.from_config(methods[0].config, cache=cache, batch_size=args.batch_size, device=args.device)
+    else:
+        pair = EncoderPair(args.query_encoder or DEFAULT_QUERY_ENCODER,
+                           args.document_encoder or DEFAULT_DOCUMENT_ENCODER, query_format=args.query_format,
+                           cache=cache, batch_size=args.batch_size, device=args.device)
+    methods += [Baseline(b) for b in dict.fromkeys(args.baseline or [])]
+    results = [evaluate_suite(m, tasks, pair, label_ratio=args.label_ratio, seed=args.seed, k=args.k, log=log)
+               for m in methods]
+    print(format_table(results), end="")
+    loaded = sum(r["models_loaded"] for r in results)
+    if pair.cache is not None:
+        st = pair.cache.stats
+        log(f"embedding cache {pair.cache.root}: {st['hits']} hit(s), {st['misses']} miss(es); "
+            f"{loaded} encoder(s) loaded")
+    if args.output:
+        arguments = {key: value for key, value in vars(args).items() if key != "func"}
+        atomic_write_json(args.output, {"era_hf_version": __version__, "arguments": arguments, "runs": results})
+        log(f"wrote {args.output}")
+    return 0

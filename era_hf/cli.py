@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "era_hf.offline_cli",
     "era_hf.demo",
     "era_hf.evaluation",
+    "era_hf.space",
 )
 
 

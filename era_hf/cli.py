@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "era_hf.demo",
     "era_hf.evaluation",
     "era_hf.space",
+    "era_hf.hub",
 )
 
 

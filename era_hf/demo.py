@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

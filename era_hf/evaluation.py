@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import sha256_file
 from .errors import ERAError
 
 BASELINES = ("doc", "query")
@@ -225,13 +225,6 @@ class ERAMethod:
         return pair.corpus(task, side="document")
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Load an ERA model's config and head only (no encoder weights), plus its identity record.
@@ -257,7 +250,7 @@ def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str
         weights = cached_file(ref, "model.safetensors", revision=revision)
     except OSError as err:
         raise ERAError(f"cannot find the head weights of ERA model {ref!r}: {str(err).splitlines()[0]}") from None
-    identity["head_sha256"] = _file_sha256(weights)
+    identity["head_sha256"] = sha256_file(weights)
     if not local:
         parts = os.path.normpath(weights).split(os.sep)
         identity["revision"] = parts[parts.index("snapshots") + 1] if "snapshots" in parts else revision
@@ -267,7 +260,7 @@ def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str
         except OSError as err:
             raise ERAError(f"ERA model {ref!r} uses LoRA but its adapter weights cannot be found: "
                            f"{str(err).splitlines()[0]}") from None
-        identity["lora_sha256"] = _file_sha256(adapter)
+        identity["lora_sha256"] = sha256_file(adapter)
     return model, identity
 
 

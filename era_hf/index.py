@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -37,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_open, atomic_path, atomic_write_json
+from .atomic import atomic_open, atomic_path, atomic_write_json, sha256_file
 from .errors import ERAError
 
 INDEX_FILE = "index.faiss"
@@ -59,13 +58,6 @@ def _faiss() -> Any:
         raise ERAError("the document index needs FAISS: pip install faiss-cpu") from None
     return faiss
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _major(version: str) -> int:
@@ -325,7 +317,7 @@ class DocumentIndex:
             for doc_id, title, text in zip(self.doc_ids, self.titles, self.texts):
                 f.write(json.dumps({"id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n")
         config = self.config()
-        config["sha256"] = {name: _sha256_file(directory / name) for name in (INDEX_FILE, DOCUMENTS_FILE)}
+        config["sha256"] = {name: sha256_file(directory / name) for name in (INDEX_FILE, DOCUMENTS_FILE)}
         config["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         atomic_write_json(directory / CONFIG_FILE, config)
         return directory
@@ -374,7 +366,7 @@ class DocumentIndex:
             file = path / name
             if not file.is_file():
                 raise ERAError(f"{path} is not a complete index directory: {name} is missing")
-            if verify and name in checksums and _sha256_file(file) != checksums[name]:
+            if verify and name in checksums and sha256_file(file) != checksums[name]:
                 raise ERAError(f"{file} is damaged: its SHA-256 does not match {CONFIG_FILE}")
         try:
             index = faiss.read_index(str(path / INDEX_FILE))

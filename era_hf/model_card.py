@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -34,6 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .atomic import sha256_file
 from .errors import ERAError
 
 MODEL_TEMPLATE = "era_model_card.md"
@@ -108,13 +108,6 @@ def _read_json(path: Path, what: str) -> Any:
     except (ValueError, UnicodeDecodeError) as err:
         raise ERAError(f"{what} {path} is not valid JSON: {err}") from None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_hub_id(value: Any) -> bool:
@@ -584,7 +577,7 @@ def build_model_card(model_dir: str | os.PathLike, eval_results: Any = None, *, 
         raise ERAError(f"unknown license {license!r}; use a Hub license id such as apache-2.0, mit, cc-by-4.0 "
                        "or 'other'")
     weights = model_dir / "model.safetensors"
-    head_sha = _sha256(weights) if weights.is_file() else None
+    head_sha = sha256_file(weights) if weights.is_file() else None
     if eval_results is None and (model_dir / EVAL_FILE).is_file():
         eval_results = model_dir / EVAL_FILE
     training_log = None

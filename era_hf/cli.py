@@ -19,6 +19,7 @@ from .errors import ERAError
 COMMAND_MODULES = (
     "era_hf.offline_cli",
     "era_hf.demo",
+    "era_hf.train",
     "era_hf.evaluation",
     "era_hf.space",
     "era_hf.hub",

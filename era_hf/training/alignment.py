@@ -1,0 +1,194 @@
+"""Stage 1: self-supervised alignment on identical texts.
+
+The head learns ``head(query-encoder(x)) ≈ document-encoder(x)`` for texts ``x`` embedded by
+both encoders (:func:`era_hf.training.data.build_alignment_data`). Two ways to get there:
+
+* **SGD** (the reference): AdamW on the per-item alignment loss (cosine / mse / smooth_l1) from
+  PyTorch's default init, ``epochs`` epochs, no schedule, final weights kept.
+* **Closed form** (ours, ``init="ridge"|"procrustes"``): ridge least squares with bias
+  (``λ`` relative to ``trace(XcᵀXc)/dim``, chosen on the held-out pairs when ``"auto"``), or
+  orthogonal Procrustes (equal dims) — seconds instead of epochs; optionally refined by
+  ``refine_epochs`` of SGD. The linear part of every head type can take it (linear: ``proj``;
+  mlp: its linear branch; low_rank_residual: ``w0`` + bias).
+
+Anchored heads (``output = normalize(anchor + project(x))``): for identical texts the anchor
+is the document encoder's embedding of ``x`` — exactly the target — so the zero map is already
+optimal and stage 1 has nothing to learn. ``anchored="skip"`` (default) skips it;
+``anchored="ensemble"`` fits ``project`` like an unanchored head, so the model outputs
+``normalize(anchor + aligned)``: an average of the cheap embedding and the aligned strong one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ERAError
+from .arguments import AlignmentArguments
+from .losses import alignment_loss
+
+
+def loss_values(name: str, pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Per-item alignment loss of L2-normalised predictions."""
+    return alignment_loss(name)(pred, target, beta=beta)
+
+
+def make_loss_fn(data: Any, args: AlignmentArguments):
+    """``(model, shard_rows, batch_rows) -> per-item losses`` for the epoch loop."""
+
+    def loss_fn(model: Any, shard: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        pred = model(data.x_train[shard])
+        return loss_values(args.loss, pred, data.y_train[shard], args.smooth_l1_beta)
+
+    return loss_fn
+
+
+def make_evaluate(data: Any, args: AlignmentArguments, module: Any, accelerator: Any):
+    """Eval loss on the held-out pairs (mean over items, like the reference), the same on every process."""
+    from .loop import gather_rows
+
+    def evaluate() -> dict[str, float]:
+        n = data.x_eval.shape[0]
+        rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+        rows = torch.arange(n, device=data.x_eval.device)[rank::world]
+        values = loss_values(args.loss, module(data.x_eval[rows]), data.y_eval[rows], args.smooth_l1_beta)
+        per_item = gather_rows(accelerator, rows, values, n)
+        return {"eval_loss": float(per_item.mean())}
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------- closed form
+def _centered(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    x, y = x.double(), y.double()
+    mx, my = x.mean(0), y.mean(0)
+    return x - mx, y - my, mx, my
+
+
+def heldout_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss: str = "cosine",
+                 beta: float = 1.0) -> float:
+    """Mean alignment loss of the linear map ``normalize(x w + b)`` against ``y``."""
+    pred = F.normalize(x.double() @ w + b, dim=-1)
+    return float(loss_values(loss, pred, y.double(), beta).mean())
+
+
+def heldout_cosine(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    return 1.0 - heldout_loss(w, b, x, y, "cosine")
+
+
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor, ridge_lambda: Any = "auto",
+              grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), loss: str = "cosine",
+              beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Ridge regression with bias of ``y`` on ``x``: returns ``(W (p, d), b (d,), info)`` in float64.
+
+    ``λ = ridge_lambda * trace(XcᵀXc) / p`` (scale-free). With ``"auto"`` every grid value is tried and
+    the one with the lowest held-out loss is kept; when the best sits at an end of the grid, the grid
+    is extended by factors of 10 (up to 4 steps) while the held-out loss improves. One
+    decomposition serves all values: the thin SVD of ``Xc`` when there are fewer texts than
+    dims, else the eigendecomposition of ``XcᵀXc``. Runs on the tensors' device.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = F.normalize(torch.randn(200, 8, generator=g), dim=-1); a = torch.randn(8, 4, generator=g)
+        >>> w, b, info = ridge_fit(x[:180], F.normalize(x[:180] @ a, dim=-1), x[180:], F.normalize(x[180:] @ a, dim=-1))
+        >>> info["heldout_cosine"] > 0.95
+        True
+    """
+    xc, yc, mx, my = _centered(x, y)
+    n, p = xc.shape
+    if n < p:  # XcᵀXc has rank <= n: decompose the small side
+        u, sv, vh = torch.linalg.svd(xc, full_matrices=False)
+        basis, evals, proj = vh.T, sv.pow(2), sv[:, None] * (u.T @ yc)
+    else:
+        evals, basis = torch.linalg.eigh(xc.T @ xc)
+        evals = evals.clamp(min=0)
+        proj = basis.T @ (xc.T @ yc)
+    scale = float(evals.sum()) / p if p else 1.0
+    scale = scale if scale > 0 else 1.0
+
+    def solve(alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        w = basis @ (proj / (evals + alpha * scale)[:, None])
+        return w, my - mx @ w
+
+    def score(alpha: float) -> float:
+        if not x_eval.shape[0]:
+            return float("nan")
+        w, b = solve(alpha)
+        return heldout_loss(w, b, x_eval, y_eval, loss, beta)
+
+    candidates = sorted(float(a) for a in grid) if ridge_lambda == "auto" else [float(ridge_lambda)]
+    results = {a: score(a) for a in candidates}
+    if ridge_lambda == "auto" and all(math.isfinite(v) for v in results.values()):
+        for step in (10.0, 0.1):
+            for _ in range(4):
+                best = min(results, key=results.get)
+                edge = max(results) if step > 1 else min(results)
+                if best != edge:
+                    break
+                results[edge * step] = score(edge * step)
+                if results[edge * step] >= results[best]:
+                    break
+    finite = {a: v for a, v in results.items() if math.isfinite(v)}
+    alpha = min(finite, key=finite.get) if finite else candidates[0]
+    w, b = solve(alpha)
+    info = {"method": "ridge", "ridge_lambda": alpha, "lambda_absolute": alpha * scale,
+            "selected_by": "held-out loss" if ridge_lambda == "auto" else "given",
+            "grid": {str(a): results[a] for a in sorted(results)}, "heldout_loss": results[alpha],
+            "heldout_cosine": heldout_cosine(w, b, x_eval, y_eval) if x_eval.shape[0] else None}
+    return w, b, info
+
+
+def procrustes_fit(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor,
+                   y_eval: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Orthogonal Procrustes with bias (centred): ``W = U Vᵀ`` from ``svd(XcᵀYc + εI)``; needs equal dims."""
+    if x.shape[1] != y.shape[1]:
+        raise ERAError(f"procrustes init needs equal dims; the query encoder gives {x.shape[1]}-d and the document "
+                       f"encoder {y.shape[1]}-d embeddings (use --alignment.init ridge)")
+    xc, yc, mx, my = _centered(x, y)
+    m = xc.T @ yc
+    # With fewer texts than dims, XcᵀYc is rank-deficient and the rotation of its null space is arbitrary;
+    # a tiny identity term settles those directions on the identity (exact when both spaces coincide).
+    m = m + 1e-6 * (float(m.diagonal().abs().sum()) / m.shape[0] or 1.0) * torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    u, _, vt = torch.linalg.svd(m)
+    w = u @ vt
+    b = my - mx @ w
+    info = {"method": "procrustes",
+            "heldout_cosine": heldout_cosine(w, b, x_eval, y_eval) if x_eval.shape[0] else None}
+    return w, b, info
+
+
+def apply_linear_init(head: torch.nn.Module, w: torch.Tensor, b: torch.Tensor) -> None:
+    """Write a linear map ``x -> x w + b`` into the linear part of a head."""
+    from ..heads import LinearHead, LowRankResidualHead, MLPHead
+
+    with torch.no_grad():
+        if isinstance(head, LinearHead):
+            head.proj.weight.copy_(w.T.to(head.proj.weight))
+            head.proj.bias.copy_(b.to(head.proj.bias))
+        elif isinstance(head, MLPHead):
+            head.linear.weight.copy_(w.T.to(head.linear.weight))
+            head.linear.bias.copy_(b.to(head.linear.bias))
+            head.down.weight.zero_()
+            head.down.bias.zero_()
+        elif isinstance(head, LowRankResidualHead):
+            head.w0.copy_(w.to(head.w0))
+            head.bias.copy_(b.to(head.bias))
+            head.b.zero_()
+        else:
+            raise ERAError(f"closed-form init does not know head {type(head).__name__}")
+
+
+def closed_form_init(head: torch.nn.Module, data: Any, args: AlignmentArguments) -> dict[str, Any]:
+    """Fit ``args.init`` (ridge / procrustes) on the stage-1 train pairs and write it into ``head``."""
+    x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))  # on their device
+    if args.init == "ridge":
+        w, b, info = ridge_fit(x, y, xe, ye, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
+    elif args.init == "procrustes":
+        w, b, info = procrustes_fit(x, y, xe, ye)
+    else:
+        raise ERAError(f"unknown closed-form init {args.init!r}")
+    apply_linear_init(head, w.float(), b.float())
+    return info

@@ -1,0 +1,342 @@
+"""Training arguments: one dataclass per phase plus the run-level :class:`TrainingArguments`.
+
+SetFit style: every hyper-parameter is a dataclass field whose *default is the paper's reference
+value* (``docs/era-method.md``); named recipes (:mod:`era_hf.training.recipes`) are bundles of
+field values, and the command line flags are derived from these fields
+(``--alignment.lr``, ``--adaptation.epochs``, ``--label-ratio`` ...), so a new option is just a
+new field here.
+
+Field metadata: ``help`` (shown by ``--help``), ``choices``, and ``neutral=True`` for settings
+that cannot change the trained weights (checkpoint frequency, logging); those may differ when a
+run is resumed.
+
+Example:
+    >>> from era_hf.training import AdaptationArguments, TrainingArguments
+    >>> args = TrainingArguments(tasks=["/work/shared/data/adi"], output_dir="out",
+    ...                          adaptation=AdaptationArguments(epochs=20))
+    >>> args.alignment.lr, args.adaptation.lr, args.adaptation.epochs
+    (0.001, 1e-05, 20)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from ..errors import ERAError
+
+MODES = ("both", "label_only", "alignment_only")
+ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
+INITS = ("random", "ridge", "procrustes")
+ANCHORED_STAGE1 = ("skip", "ensemble")
+NEGATIVE_STRATEGIES = ("topk_percpos", "naive_topk", "random")
+TEACHERS = ("auto", "stage1", "document")
+SCHEDULES = ("linear", "constant")
+EARLY_STOPPING_METRICS = ("loss", "ndcg@10")
+HEADS = ("linear", "low_rank_residual", "mlp")
+
+DEFAULT_QUERY_ENCODER = "sentence-transformers/all-mpnet-base-v2"
+DEFAULT_DOCUMENT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class AlignmentArguments:
+    """Stage 1, self-supervised alignment on identical texts (defaults = the reference)."""
+
+    loss: str = _f("cosine", "alignment loss between head(query-encoder(x)) and document-encoder(x)",
+                   choices=ALIGNMENT_LOSSES)
+    lr: float = _f(1e-3, "AdamW learning rate")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    batch_size: int = _f(256, "global batch size (split across processes)")
+    epochs: int = _f(100, "SGD epochs from a random init (no schedule, final weights kept)")
+    docs_per_task: int = _f(1000, "documents sampled per task (all when the corpus is smaller)")
+    sample_seed: int = _f(42, "seed of the document sample and of the held-out split (random.Random)")
+    eval_ratio: float = _f(0.1, "fraction of the pooled texts held out for the eval loss")
+    include_queries: bool = _f(False, "also align the train/val query texts (query side: formatted with their "
+                                      "instruction; target: the document encoder's embedding of the query); "
+                                      "never test queries")
+    init: str = _f("random", "head initialisation: random (PyTorch default, the reference), ridge "
+                             "(closed-form least squares with bias) or procrustes (orthogonal, equal dims only)",
+                   choices=INITS)
+    ridge_lambda: float | str = _f("auto", "ridge strength, relative to trace(XcᵀXc)/dim; 'auto' picks it from "
+                                           "ridge_grid on the held-out pairs")
+    ridge_grid: tuple[float, ...] = _f((1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), "candidate relative ridge strengths (with 'auto', extended in steps "
+                                                                               "of x10 while the best sits at an end)")
+    refine_epochs: int = _f(0, "SGD epochs after a closed-form init (0 = keep the closed form)")
+    smooth_l1_beta: float = _f(1.0, "beta of the smooth_l1 loss")
+    early_stopping_patience: int | None = _f(None, "stop when the eval loss has not improved for this many "
+                                                   "epochs and restore the best weights (None = off, the reference)")
+    anchored: str = _f("skip", "anchored heads (--anchor): 'skip' stage 1 (for identical texts the anchor IS the "
+                               "target, so the zero map is already optimal) or 'ensemble' (fit the head's map "
+                               "like an unanchored head; the model then averages anchor and aligned embedding)",
+                       choices=ANCHORED_STAGE1)
+    checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
+
+    def validate(self) -> None:
+        _check_choice(self, "loss", ALIGNMENT_LOSSES)
+        _check_choice(self, "init", INITS)
+        _check_choice(self, "anchored", ANCHORED_STAGE1)
+        _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
+                        "checkpoint_every", allow_zero=("weight_decay",))
+        _check_nonneg_int(self, "epochs", "refine_epochs")
+        _check_int(self, "sample_seed")
+        _check_fraction(self, "eval_ratio")
+        if self.ridge_lambda != "auto":
+            if isinstance(self.ridge_lambda, bool) or not isinstance(self.ridge_lambda, (int, float)) \
+                    or not self.ridge_lambda > 0 or not math.isfinite(self.ridge_lambda):
+                raise ERAError(f"alignment.ridge_lambda must be 'auto' or a positive number, got {self.ridge_lambda!r}")
+        if not self.ridge_grid or any(not (isinstance(v, (int, float)) and v > 0) for v in self.ridge_grid):
+            raise ERAError(f"alignment.ridge_grid must be positive numbers, got {self.ridge_grid!r}")
+        self.ridge_grid = tuple(float(v) for v in self.ridge_grid)
+        _check_patience(self)
+
+
+@dataclass
+class AdaptationArguments:
+    """Stage 2, supervised adaptation with few labels (defaults = the reference)."""
+
+    lr: float = _f(1e-5, "AdamW learning rate (peak of the schedule)")
+    weight_decay: float = _f(1e-4, "AdamW weight decay")
+    batch_size: int = _f(256, "global batch size (split across processes)")
+    epochs: int = _f(1000, "maximum epochs")
+    temperature: float = _f(0.05, "InfoNCE temperature over cosine logits")
+    num_negatives: int = _f(5, "negatives per training pair (never a judged document)")
+    negatives: str = _f("topk_percpos", "negative mining: topk_percpos (teacher top-k, below margin x the "
+                                        "positive's score, hardest + random of the next 2k-1), naive_topk, random",
+                        choices=NEGATIVE_STRATEGIES)
+    teacher: str = _f("auto", "negative-mining teacher: auto (stage-1 head in mode both, the document "
+                              "encoder's own query embedding in label_only), stage1, document",
+                      choices=TEACHERS)
+    teacher_top_k: int = _f(2000, "candidates scored by the teacher")
+    percpos_margin: float = _f(0.95, "topk_percpos keeps candidates scoring < margin x the positive's score")
+    warmup_ratio: float = _f(0.1, "linear warm-up over this fraction of all steps (of the maximum epochs)")
+    schedule: str = _f("linear", "learning-rate schedule after warm-up: linear decay to 0, or constant",
+                       choices=SCHEDULES)
+    early_stopping_patience: int | None = _f(5, "stop when the validation metric has not improved for this many "
+                                                "epochs and restore the best weights (None = off)")
+    early_stopping_min_delta: float = _f(0.0, "minimum improvement that resets the patience")
+    early_stopping_metric: str = _f("loss", "validation metric for early stopping: loss (the reference) or "
+                                            "ndcg@10 (exact search over each task's corpus)",
+                                    choices=EARLY_STOPPING_METRICS)
+    in_batch_negatives: bool = _f(False, "also use the other positives of the global batch from the same task "
+                                         "(never a document judged for the query) as negatives")
+    all_positives: bool = _f(False, "one training pair per judged positive instead of one random positive per query")
+    resample_negatives: bool = _f(False, "draw new negatives every epoch (from the same teacher candidates)")
+    anchor_penalty: float = _f(0.0, "weight of an L2 penalty pulling the head toward its stage-1 weights")
+    checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
+
+    def validate(self) -> None:
+        _check_choice(self, "negatives", NEGATIVE_STRATEGIES)
+        _check_choice(self, "teacher", TEACHERS)
+        _check_choice(self, "schedule", SCHEDULES)
+        _check_choice(self, "early_stopping_metric", EARLY_STOPPING_METRICS)
+        _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
+                        "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
+                        "warmup_ratio", allow_zero=("weight_decay", "anchor_penalty", "early_stopping_min_delta",
+                                                    "warmup_ratio"))
+        _check_nonneg_int(self, "epochs")
+        if self.warmup_ratio >= 1:
+            raise ERAError(f"adaptation.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        _check_patience(self)
+
+
+@dataclass
+class TrainingArguments:
+    """A whole training run: data, encoders, head, mode, seeds, output and the two phases.
+
+    ``recipe`` names the recipe these arguments were built from (see
+    :meth:`from_recipe`); it is recorded in the saved model, together with every field that
+    differs from the recipe.
+    """
+
+    tasks: list[str] = _f([], "task specs: BEIR directories, a suite directory of task directories, Hub ids "
+                              "(mair:<Task>, BeIR/<name>) or builtin:stdlib-code")
+    output_dir: str | None = _f(None, "output directory (model, training_log.json, loss_curves.png, checkpoints/)")
+    query_encoder: str = _f(DEFAULT_QUERY_ENCODER, "strong query encoder (Hub id or local path)")
+    document_encoder: str = _f(DEFAULT_DOCUMENT_ENCODER, "lightweight document encoder (Hub id or local path)")
+    query_encoder_revision: str | None = _f(None, "pinned query-encoder revision")
+    document_encoder_revision: str | None = _f(None, "pinned document-encoder revision")
+    query_pooling: str | None = _f(None, "query-encoder pooling (default: read from the model)",
+                                   choices=("mean", "cls", "last_token"))
+    document_pooling: str | None = _f(None, "document-encoder pooling (default: read from the model)",
+                                      choices=("mean", "cls", "last_token"))
+    query_format: str = _f("auto", "query text for the query encoder: auto, none, reference "
+                                   "('Instruct: {instruction}\\nQuery: {query}') or a template with {query}")
+    document_query_format: str = _f("auto", "query text for the document encoder (anchor, label_only teacher): "
+                                            "auto (what the document encoder was trained with), none, reference "
+                                            "or a template")
+    query_max_length: int = _f(128, "query-encoder token limit")
+    document_max_length: int = _f(256, "document-encoder token limit")
+    head: str = _f("linear", "adapter head", choices=HEADS)
+    head_kwargs: dict[str, Any] = _f({}, "head settings as JSON, e.g. '{\"rank\": 16}'")
+    anchor: bool = _f(False, "anchored head: output = normalize(document-encoder(query) + head(x))")
+    mode: str = _f("both", "both (ERA: stage 1 then 2), label_only (stage 2 from random init), "
+                           "alignment_only (stage 1 only)", choices=MODES)
+    label_ratio: float = _f(0.2, "fraction r of each task's judged queries used as training labels")
+    seed: int = _f(42, "seed of python, numpy and torch (init, batch order, positives, negatives)")
+    split_seed: int = _f(42, "seed of the train/val/test query split (task.split)")
+    recipe: str = _f("reference", "named recipe the hyper-parameters start from")
+    resume: bool = _f(False, "continue an interrupted run from OUTPUT/checkpoints", neutral=True)
+    overwrite: bool = _f(False, "discard checkpoints of an earlier run in OUTPUT", neutral=True)
+    cache_dir: str | None = _f(None, "embedding cache directory (default $ERA_HF_CACHE or "
+                                     "~/.cache/era_hf/embeddings)", neutral=True)
+    encode_batch_size: int = _f(32, "encoding batch size", neutral=True)
+    cpu: bool = _f(False, "train on CPU even when a GPU is available", neutral=True)
+    num_threads: int | None = _f(None, "CPU threads of the training loops and closed-form fits (not encoding); "
+                                       "None = auto: 1 thread for small work (a step's batch x dims < 2^26, a fit's "
+                                       "dims <= 1024), where thread overhead dominates", neutral=True)
+    quiet: bool = _f(False, "no progress bars and no per-epoch lines", neutral=True)
+    plot: bool = _f(True, "write loss_curves.png", neutral=True)
+    stop_after: str | None = _f(None, "testing: stop after 'alignment' or after epoch N of a stage "
+                                      "('alignment:N', 'adaptation:N') once its checkpoint is saved", neutral=True,
+                                hidden=True)
+    alignment: AlignmentArguments = field(default_factory=AlignmentArguments)
+    adaptation: AdaptationArguments = field(default_factory=AdaptationArguments)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_recipe(cls, recipe: str = "reference", **overrides: Any) -> "TrainingArguments":
+        """Arguments = dataclass defaults, then the recipe's values, then ``overrides``.
+
+        ``alignment`` / ``adaptation`` overrides may be dicts of field values (merged into the
+        recipe's phase) or whole phase dataclasses.
+
+        Example:
+            >>> args = TrainingArguments.from_recipe("reference", tasks=["t"], output_dir="o",
+            ...                                      adaptation={"epochs": 3})
+            >>> args.adaptation.epochs, args.adaptation.lr, args.recipe
+            (3, 1e-05, 'reference')
+        """
+        from .recipes import get_recipe
+
+        return get_recipe(recipe).arguments(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (phases nested)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def flat(self, include_neutral: bool = True) -> dict[str, Any]:
+        """Dotted names -> values (``alignment.lr`` ...), optionally without the result-neutral fields."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("alignment", "adaptation"):
+                for g in fields(value):
+                    if include_neutral or not g.metadata.get("neutral"):
+                        out[f"{f.name}.{g.name}"] = _jsonable(getattr(value, g.name))
+            elif include_neutral or not f.metadata.get("neutral"):
+                out[f.name] = _jsonable(value)
+        return out
+
+    def validate(self) -> None:
+        """Raise ERAError naming the first bad field."""
+        if isinstance(self.tasks, str):
+            self.tasks = [self.tasks]
+        self.tasks = [str(t) for t in self.tasks]
+        _check_choice(self, "mode", MODES)
+        _check_choice(self, "head", HEADS)
+        for name in ("query_pooling", "document_pooling"):
+            if getattr(self, name) is not None:
+                _check_choice(self, name, ("mean", "cls", "last_token"))
+        _check_fraction(self, "label_ratio")
+        _check_int(self, "seed", "split_seed")
+        _check_positive(self, "query_max_length", "document_max_length", "encode_batch_size")
+        if self.num_threads is not None:
+            _check_positive(self, "num_threads")
+        if not isinstance(self.head_kwargs, dict):
+            raise ERAError(f"head_kwargs must be a dict, got {self.head_kwargs!r}")
+        for name in ("query_format", "document_query_format"):
+            value = getattr(self, name)
+            if value != "auto":
+                from ..configuration_era import resolve_query_format
+
+                resolve_query_format(value)
+        if isinstance(self.alignment, Mapping):
+            self.alignment = AlignmentArguments(**self.alignment)
+        if isinstance(self.adaptation, Mapping):
+            self.adaptation = AdaptationArguments(**self.adaptation)
+        self.alignment.validate()
+        self.adaptation.validate()
+        if self.stop_after is not None:
+            parse_stop_after(self.stop_after)
+
+
+def parse_stop_after(value: str) -> tuple[str, int | None]:
+    """``'alignment'`` (or ``'stage1'``) -> ('alignment', None); ``'adaptation:3'`` / ``'stage2:3'`` -> ('adaptation', 3)."""
+    stage, _, epoch = str(value).partition(":")
+    stage = {"stage1": "alignment", "stage2": "adaptation"}.get(stage, stage)
+    if stage not in ("alignment", "adaptation") or (epoch and not epoch.isdigit()):
+        raise ERAError(f"stop_after must be 'alignment', 'alignment:N' or 'adaptation:N', got {value!r}")
+    return stage, int(epoch) if epoch else None
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ERAError(f"{_prefix(obj)}{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _prefix(obj: Any) -> str:
+    return {"AlignmentArguments": "alignment.", "AdaptationArguments": "adaptation."}.get(type(obj).__name__, "")
+
+
+def _check_positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value >= 0 if name in allow_zero else value > 0)
+        if ok and name in _INT_FIELDS:
+            ok = isinstance(value, int)
+        if not ok:
+            what = "an integer" if name in _INT_FIELDS else "a number"
+            bound = ">= 0" if name in allow_zero else "> 0"
+            raise ERAError(f"{_prefix(obj)}{name} must be {what} {bound}; got {value!r}")
+
+
+_INT_FIELDS = {"num_threads", "batch_size", "docs_per_task", "num_negatives", "teacher_top_k", "checkpoint_every",
+               "query_max_length", "document_max_length", "encode_batch_size"}
+
+
+def _check_nonneg_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ERAError(f"{_prefix(obj)}{name} must be an integer >= 0; got {value!r}")
+
+
+def _check_int(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ERAError(f"{_prefix(obj)}{name} must be an integer; got {value!r}")
+
+
+def _check_fraction(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ERAError(f"{_prefix(obj)}{name} must be in (0, 1); got {value!r}")
+
+
+def _check_patience(obj: Any) -> None:
+    p = obj.early_stopping_patience
+    if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p <= 0):
+        raise ERAError(f"{_prefix(obj)}early_stopping_patience must be a positive integer or None; got {p!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,584 @@
+"""``ERATrainer``: the whole ERA training run (stage 1, stage 2, checkpoints, outputs) on Accelerate.
+
+Example:
+    >>> from era_hf.task_embeddings import EncoderPair
+    >>> from era_hf.tasks import load_suite
+    >>> from era_hf.training import ERATrainer, TrainingArguments
+    >>> args = TrainingArguments.from_recipe("reference", output_dir="out", mode="both",
+    ...                                      alignment={"epochs": 5}, adaptation={"epochs": 20})
+    >>> pair = EncoderPair("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+    >>> model = ERATrainer(pair, load_suite("/work/shared/data/adi"), args).train()  # doctest: +SKIP
+    >>> model.config.init, model.config.mode  # doctest: +SKIP
+    ('random', 'both')
+
+Outputs (``args.output_dir``): the :class:`~era_hf.ERAModel` (``config.json`` with the recipe,
+init and mode recorded, head safetensors, remote code; loadable with
+``AutoModel.from_pretrained(OUTPUT, trust_remote_code=True)``), ``training_log.json``,
+``loss_curves.png`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, atomic_write_json
+from ..errors import ERAError
+from . import adaptation as stage2
+from . import alignment as stage1
+from .arguments import TrainingArguments, parse_stop_after
+from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
+from .data import Embedder, build_adaptation_data, build_alignment_data, prepare_tasks
+from .loop import EpochLoop, LoopState, TrainingStopped
+
+logger = logging.getLogger("era_hf.training")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _setup_logging(quiet: bool, is_main: bool) -> None:
+    level = logging.WARNING if quiet or not is_main else logging.INFO
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def make_accelerator(cpu: bool = False) -> Any:
+    from accelerate import Accelerator
+
+    try:
+        return Accelerator(cpu=cpu) if cpu else Accelerator()
+    except ValueError:  # an Accelerator state already exists in this process with other settings
+        return Accelerator()
+
+
+def _describe_revision(revision: str | None) -> str | None:
+    return None if revision is None or str(revision).startswith("local:") else revision
+
+
+class ERATrainer:
+    """Train an ERA adapter head on cached embeddings.
+
+    Args:
+        model_or_pair: an :class:`~era_hf.task_embeddings.EncoderPair` (head settings from ``args``),
+            an :class:`~era_hf.ERAModel` (its config fixes encoders and head; its current head is the
+            starting point), or None (the pair named in ``args``).
+        tasks: :class:`~era_hf.tasks.RetrievalTask` objects or task specs (pooled training).
+        args: :class:`TrainingArguments` (``output_dir`` required).
+        accelerator: an ``accelerate.Accelerator`` (default: one is created).
+
+    ``train()`` returns the trained :class:`~era_hf.ERAModel` (head only; call
+    ``model.attach_encoders()`` before ``encode_queries``) and writes the outputs.
+    Attributes after training: ``log`` (the training log dict), ``data`` (stage-2 tensors).
+    """
+
+    def __init__(self, model_or_pair: Any = None, tasks: Sequence[Any] = (), args: TrainingArguments | None = None,
+                 accelerator: Any = None) -> None:
+        if args is None:
+            raise ERAError("ERATrainer needs TrainingArguments (args=...)")
+        if not isinstance(args, TrainingArguments):
+            raise ERAError(f"args must be TrainingArguments, got {type(args).__name__}")
+        args.validate()
+        if not args.output_dir:
+            raise ERAError("output_dir is required (where the model, log and checkpoints go)")
+        self.args = args
+        self.model_or_pair = model_or_pair
+        self.tasks = list(tasks)
+        if not self.tasks and args.tasks:
+            self.tasks = list(args.tasks)
+        if not self.tasks:
+            raise ERAError("no tasks to train on (pass tasks=... or args.tasks)")
+        self.accelerator = accelerator
+        self.log: dict[str, Any] = {}
+        self.data: Any = None
+
+    # ------------------------------------------------------------------ set-up
+    def _pair(self, acc: Any) -> tuple[Any, Any]:
+        from ..modeling_era import ERAModel, default_query_format
+        from ..task_embeddings import EncoderPair
+
+        a = self.args
+        cache = None
+        if a.cache_dir:
+            from ..cache import EmbeddingCache
+
+            cache = EmbeddingCache(a.cache_dir)
+        device = str(acc.device)
+        show = False if a.quiet else None
+        obj = self.model_or_pair
+        if isinstance(obj, ERAModel):
+            pair = EncoderPair.from_config(obj.config, cache=cache, batch_size=a.encode_batch_size, device=device,
+                                           show_progress_bar=show)
+            return pair, obj
+        if obj is None:
+            dq = a.document_query_format
+            dq = default_query_format(a.document_encoder) if dq == "auto" else dq
+            pair = EncoderPair(a.query_encoder, a.document_encoder, query_encoder_revision=a.query_encoder_revision,
+                               document_encoder_revision=a.document_encoder_revision, query_pooling=a.query_pooling,
+                               document_pooling=a.document_pooling, query_max_length=a.query_max_length,
+                               document_max_length=a.document_max_length, query_format=a.query_format,
+                               document_query_format=dq, cache=cache, batch_size=a.encode_batch_size,
+                               device=device, show_progress_bar=show)
+            return pair, None
+        if hasattr(obj, "embed_query_side") and hasattr(obj, "queries"):
+            if getattr(obj, "device", "x") is None:
+                obj.device = device
+            return obj, None
+        raise ERAError(f"model_or_pair must be an ERAModel, an EncoderPair or None; got {type(obj).__name__}")
+
+    def _load_tasks(self) -> list[Any]:
+        from ..tasks import load_suite
+
+        specs = [t for t in self.tasks if isinstance(t, (str, os.PathLike))]
+        if specs and len(specs) != len(self.tasks):
+            raise ERAError("tasks must be all RetrievalTask objects or all specs")
+        if not specs:
+            return self.tasks
+        tasks: list[Any] = []
+        for spec in specs:  # each spec: a task (dir / hub id / builtin) or a suite directory of task dirs
+            tasks += load_suite(os.fspath(spec))
+        return tasks
+
+    def _check_output(self, acc: Any) -> Path:
+        """The output directory must be writable (probed) before any encoding starts."""
+        from accelerate.utils import broadcast_object_list
+
+        out = Path(self.args.output_dir).expanduser()
+        problem = [None]
+        if acc.is_main_process:
+            try:
+                if out.exists() and not out.is_dir():
+                    raise OSError(f"{out} exists and is not a directory")
+                out.mkdir(parents=True, exist_ok=True)
+                fd, probe = tempfile.mkstemp(prefix=".era-write-probe-", dir=out)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as err:
+                problem[0] = f"output directory {str(out)!r} is not writable: {err.strerror or err}"
+        if acc.num_processes > 1:
+            broadcast_object_list(problem)
+        if problem[0]:
+            raise ERAError(problem[0])
+        return out
+
+    def _dims(self, pair: Any, model: Any) -> tuple[int, int]:
+        if model is not None:
+            return int(model.config.query_dim), int(model.config.document_dim)
+        from transformers import AutoConfig
+
+        dims = []
+        for model_id, rev in ((pair.query_encoder_id, pair.describe()["query_encoder"]["requested_revision"]),
+                              (pair.document_encoder_id, pair.describe()["document_encoder"]["requested_revision"])):
+            try:
+                dims.append(int(AutoConfig.from_pretrained(model_id, revision=rev).hidden_size))
+            except OSError as err:
+                raise ERAError(f"cannot read the config of encoder {model_id!r}: {str(err).splitlines()[0]}. "
+                               "Offline machines: seed the cache with `era-hf models install`.") from None
+        return dims[0], dims[1]
+
+    def _config(self, pair: Any, model: Any, dims: tuple[int, int], tasks: Sequence[Any]) -> Any:
+        from ..configuration_era import ERAConfig
+
+        if model is not None:
+            return copy.deepcopy(model.config)
+        a = self.args
+        d = pair.describe()
+        q, dd = d["query_encoder"], d["document_encoder"]
+        instructions = {t.instruction for t in tasks}
+        return ERAConfig(
+            query_encoder=pair.query_encoder_id, document_encoder=pair.document_encoder_id,
+            query_encoder_revision=_describe_revision(q["revision"]),
+            document_encoder_revision=_describe_revision(dd["revision"]),
+            query_dim=dims[0], document_dim=dims[1], query_pooling=q["pooling"], document_pooling=dd["pooling"],
+            normalize_query_embeddings=q["normalize"], normalize_document_embeddings=dd["normalize"],
+            query_max_length=q["max_length"], document_max_length=dd["max_length"],
+            query_format=d["query_format"], document_query_format=d["document_query_format"],
+            default_instruction=instructions.pop() if len(instructions) == 1 else "",
+            head_type=a.head, head_kwargs=dict(a.head_kwargs), anchor=a.anchor)
+
+    def _compat(self, config: Any, tasks: Sequence[Any]) -> dict[str, Any]:
+        flat = self.args.flat(include_neutral=False)
+        for k in ("tasks", "output_dir", "recipe", "query_encoder", "document_encoder", "head", "anchor",
+                  "head_kwargs"):
+            flat.pop(k, None)
+        return {**flat, "query_encoder": config.query_encoder, "document_encoder": config.document_encoder,
+                "query_dim": config.query_dim, "document_dim": config.document_dim, "head": config.head_type,
+                "head_kwargs": dict(config.head_kwargs), "anchor": bool(config.anchor),
+                "tasks": [[t.name, getattr(t, "revision", None)] for t in tasks]}
+
+    # ------------------------------------------------------------------ the run
+    def train(self) -> Any:
+        t_start = time.perf_counter()
+        a = self.args
+        acc = self.accelerator or make_accelerator(a.cpu)
+        self.accelerator = acc
+        _setup_logging(a.quiet, acc.is_main_process)
+        out = self._check_output(acc)
+        from accelerate.utils import set_seed
+
+        set_seed(a.seed)
+        stop_stage, stop_epoch = parse_stop_after(a.stop_after) if a.stop_after else (None, None)
+        pair, given_model = self._pair(acc)
+        tasks = self._load_tasks()
+        dims = self._dims(pair, given_model)
+        config = self._config(pair, given_model, dims, tasks)
+        if config.lora:
+            raise ERAError("training a LoRA query encoder is not supported by era-hf train (heads only)")
+        compat = self._compat(config, tasks)
+        ckpts = Checkpoints(out, acc)
+        if ckpts.exists():
+            if a.overwrite:
+                ckpts.clear()
+            elif not a.resume:
+                raise ERAError(f"{ckpts.root} holds checkpoints of an earlier run: pass --resume to continue it "
+                               "or --overwrite to start again")
+        saved = {s: ckpts.load(s) for s in ("alignment", "adaptation")}
+        for s, st in saved.items():
+            if st is not None:
+                check_compatible(st["compat"], compat, ckpts.stage_dir(s))
+        if a.resume and not any(saved.values()) and acc.is_main_process:
+            logger.info("--resume: no checkpoint in %s, starting from scratch", ckpts.root)
+
+        from ..modeling_era import ERAModel
+
+        torch.manual_seed(a.seed)
+        model = given_model if given_model is not None else ERAModel(config)
+        base_head = copy.deepcopy(model.head).cpu()
+        infos = prepare_tasks(tasks, a)
+        embedder = Embedder(pair, acc)
+        device = acc.device
+        timings: dict[str, float] = {}
+        log_stages: dict[str, Any] = {}
+
+        # ---------------------------------------------------------- stage 1
+        run_stage1 = a.mode in ("both", "alignment_only")
+        anchored_skip = bool(config.anchor) and a.alignment.anchored == "skip"
+        stage1_state: dict[str, torch.Tensor] | None = None
+        init_label = "random"
+        if run_stage1 and anchored_skip:
+            init_label = "zero (anchored; stage 1 skipped)"
+            log_stages["alignment"] = {"skipped": "anchored head: for identical texts the anchor is the target, the "
+                                                  "zero map is optimal (alignment.anchored='skip')"}
+            stage1_state = {k: v.clone() for k, v in base_head.state_dict().items()}
+            if config.anchor and a.mode == "alignment_only":
+                warnings.warn("alignment_only with an anchored head and anchored='skip' gives the cheap baseline "
+                              "(document encoder on both sides)", stacklevel=2)
+        elif run_stage1:
+            t0 = time.perf_counter()
+            stage1_state, info1 = self._stage1(acc, ckpts, saved["alignment"], base_head, infos, embedder, config,
+                                               compat, device, stop_stage, stop_epoch)
+            timings["alignment_seconds"] = round(time.perf_counter() - t0, 3)
+            log_stages["alignment"] = info1
+            init_label = info1["init"]["method"]
+            if info1["init"]["method"] != "random" and a.alignment.refine_epochs:
+                init_label += f"+sgd{a.alignment.refine_epochs}"
+            if given_model is not None and init_label == "random":
+                init_label = "given model"
+        elif given_model is not None:
+            init_label = "given model"
+        if stop_stage == "alignment" and stop_epoch is None:
+            raise TrainingStopped("stopped after stage 1 (stop_after='alignment')")
+
+        # ---------------------------------------------------------- stage 2
+        final_state = stage1_state if stage1_state is not None else base_head.state_dict()
+        if a.mode in ("both", "label_only"):
+            t0 = time.perf_counter()
+            start_state = stage1_state if a.mode == "both" else base_head.state_dict()
+            final_state, info2 = self._stage2(acc, ckpts, saved["adaptation"], base_head, start_state,
+                                              stage1_state if a.mode == "both" else None, infos, embedder, config,
+                                              compat, device, stop_stage, stop_epoch)
+            timings["adaptation_seconds"] = round(time.perf_counter() - t0, 3)
+            log_stages["adaptation"] = info2
+
+        # ---------------------------------------------------------- outputs
+        model.head.load_state_dict({k: v.to(model.head_device) for k, v in final_state.items()})
+        if not all(bool(torch.isfinite(p).all()) for p in model.head.parameters()):
+            raise ERAError("the trained head has non-finite weights; nothing was saved")
+        from .recipes import recipe_overrides
+
+        overrides = recipe_overrides(a)
+        config = model.config
+        config.init = init_label
+        config.recipe = a.recipe if not overrides else f"{a.recipe} (modified)"
+        config.mode = a.mode
+        config.label_ratio = a.label_ratio if a.mode != "alignment_only" else None
+        config.training = {"recipe": a.recipe, "recipe_overrides": overrides, "mode": a.mode,
+                           "label_ratio": a.label_ratio, "seed": a.seed, "split_seed": a.split_seed,
+                           "tasks": [t.name for t in tasks]}
+        timings["total_seconds"] = round(time.perf_counter() - t_start, 3)
+        self.log = self._training_log(config, pair, infos, log_stages, timings, overrides, embedder)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self._save_model(model, out)
+            atomic_write_json(out / "training_log.json", self.log)
+            if a.plot:
+                plot_loss_curves(self.log, out / "loss_curves.png")
+            logger.info("saved the ERA model to %s (%.1f s)", out, timings["total_seconds"])
+        acc.wait_for_everyone()
+        return model
+
+    # ------------------------------------------------------------------ stages
+    @contextlib.contextmanager
+    def _threads(self, device: Any, small: bool):
+        """CPU thread count for a block of small tensor work (``args.num_threads``; auto: 1 thread when
+        ``small``, where thread start-up / oversubscription costs more than it saves); restored afterwards."""
+        n = self.args.num_threads
+        if n is None:
+            if torch.device(device).type != "cpu" or not small:
+                yield
+                return
+            n = 1
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    def _stage1(self, acc, ckpts, saved, base_head, infos, embedder, config, compat, device, stop_stage, stop_epoch):
+        a = self.args
+        al = a.alignment
+        if saved is not None and saved["complete"]:
+            logger.info("alignment: finished in an earlier run (checkpoint), skipped")
+            return saved["head"], saved["extra"]["info"]
+        data = build_alignment_data(infos, embedder, a, device)
+        if data.x_train.shape[1] != config.query_dim or data.y_train.shape[1] != config.document_dim:
+            raise ERAError(f"the head maps {config.query_dim}-d to {config.document_dim}-d but the encoders give "
+                           f"{data.x_train.shape[1]}-d and {data.y_train.shape[1]}-d embeddings")
+        head = copy.deepcopy(base_head)
+        if saved is not None:
+            head.load_state_dict(saved["head"])
+            init_info = saved["extra"]["init"]
+        elif al.init != "random":
+            with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
+                init_info = stage1.closed_form_init(head, data, al)
+            logger.info("alignment: %s init, held-out cosine %s", al.init, init_info.get("heldout_cosine"))
+        else:
+            init_info = {"method": "random"}
+        config.init = init_info["method"]  # recorded in the checkpoints' config.json too
+        head.to(device)
+        epochs = al.epochs if al.init == "random" else al.refine_epochs
+        optimizer = torch.optim.AdamW(head.parameters(), lr=al.lr, weight_decay=al.weight_decay)
+        model, optimizer = acc.prepare(head, optimizer)
+        module = acc.unwrap_model(model)
+        state = LoopState()
+        if saved is not None:
+            optimizer.load_state_dict(saved["optimizer"])
+            state = LoopState.from_dict(saved["loop"])
+            set_rng_state(saved["rng"])
+            logger.info("alignment: resuming after epoch %d", state.epoch)
+        extra = {"init": init_info, "counts": data.counts, "n_train": data.n_train,
+                 "n_eval": int(data.x_eval.shape[0])}
+
+        def save(st: LoopState) -> None:
+            ckpts.save("alignment", {"complete": st.complete, "loop": st.to_dict(), "head": module.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "scheduler": None, "rng": rng_state(),
+                                     "extra": extra, "compat": compat}, config)
+
+        loop = EpochLoop(stage="alignment", accelerator=acc, model=model, optimizer=optimizer, scheduler=None,
+                         n_train=data.n_train, batch_size=al.batch_size, epochs=epochs, seed=a.seed,
+                         loss_fn=stage1.make_loss_fn(data, al),
+                         evaluate=stage1.make_evaluate(data, al, module, acc), monitor="eval_loss",
+                         patience=al.early_stopping_patience, checkpoint=save, checkpoint_every=al.checkpoint_every,
+                         stop_after_epoch=stop_epoch if stop_stage == "alignment" else None,
+                         show_progress=not a.quiet, log_epochs=not a.quiet, average="items")
+        rows = -(-min(al.batch_size, data.n_train) // acc.num_processes)
+        with self._threads(device, rows * config.query_dim * config.document_dim < 2**26):
+            state = loop.run(state)
+        head_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        info = {**extra, "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_eval_loss": state.best_value,
+                "stopped_early": state.stopped_early, "history": state.history, "seconds": round(state.seconds, 3)}
+        extra["info"] = info
+        save(state)
+        return head_state, info
+
+    def _teacher(self, mode_teacher: str, stage1_state, base_head, anchored: bool, device):
+        if mode_teacher == "document":
+            return lambda q, d: d
+        head = copy.deepcopy(base_head)
+        head.load_state_dict(stage1_state)
+        head.to(device).eval()
+
+        def teacher(q: np.ndarray, d: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                x = torch.as_tensor(np.array(q, dtype=np.float32), device=device)
+                anchor = torch.as_tensor(np.array(d, dtype=np.float32), device=device) if anchored else None
+                return head(x, anchor).cpu().numpy()
+
+        return teacher
+
+    def _stage2(self, acc, ckpts, saved, base_head, start_state, stage1_state, infos, embedder, config, compat, device,
+                stop_stage, stop_epoch):
+        a = self.args
+        b = a.adaptation
+        if saved is not None and saved["complete"]:
+            logger.info("adaptation: finished in an earlier run (checkpoint), skipped")
+            return saved["head"], saved["extra"]["info"]
+        teacher_kind = b.teacher if b.teacher != "auto" else ("stage1" if a.mode == "both" else "document")
+        if teacher_kind == "stage1" and stage1_state is None:
+            raise ERAError("adaptation.teacher='stage1' needs stage-1 weights (mode both)")
+        if b.anchor_penalty > 0 and stage1_state is None:
+            raise ERAError("adaptation.anchor_penalty pulls the head toward its stage-1 weights: it needs mode both")
+        teacher = self._teacher(teacher_kind, stage1_state, base_head, bool(config.anchor), device)
+        data = build_adaptation_data(infos, embedder, a, teacher, bool(config.anchor), device)
+        self.data = data
+        if data.q.shape[1] != config.query_dim or data.docs.shape[1] != config.document_dim:
+            raise ERAError(f"the head maps {config.query_dim}-d to {config.document_dim}-d but the encoders give "
+                           f"{data.q.shape[1]}-d and {data.docs.shape[1]}-d embeddings")
+        head = copy.deepcopy(base_head)
+        head.load_state_dict(saved["head"] if saved is not None else start_state)
+        head.to(device)
+        n_train = len(data.train)
+        steps_per_epoch = -(-n_train // b.batch_size)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=b.lr, weight_decay=b.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, stage2.reference_lr_lambda(steps_per_epoch * b.epochs, b.warmup_ratio, b.schedule))
+        model, optimizer = acc.prepare(head, optimizer)  # the scheduler steps once per global batch: not prepared
+        module = acc.unwrap_model(model)
+        state = LoopState()
+        if saved is not None:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = LoopState.from_dict(saved["loop"])
+            set_rng_state(saved["rng"])
+            logger.info("adaptation: resuming after epoch %d", state.epoch)
+        patience = b.early_stopping_patience
+        if len(data.val) == 0 and patience is not None:
+            warnings.warn("no validation pairs: early stopping is disabled for stage 2", stacklevel=2)
+            patience = None
+        monitor = "val_ndcg@10" if b.early_stopping_metric == "ndcg@10" else "val_loss"
+        extra = {"teacher": teacher_kind, "negatives": b.negatives, "pairs": data.stats,
+                 "n_train_pairs": n_train, "n_val_pairs": len(data.val), "n_documents_used": int(data.docs.shape[0]),
+                 "steps_per_epoch": steps_per_epoch}
+
+        def save(st: LoopState) -> None:
+            ckpts.save("adaptation", {"complete": st.complete, "loop": st.to_dict(), "head": module.state_dict(),
+                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                      "rng": rng_state(), "extra": extra, "compat": compat}, config)
+
+        penalty = stage2.make_penalty_fn(stage1_state, b.anchor_penalty) if b.anchor_penalty > 0 else None
+        resample = (lambda epoch: data.resample(a.seed, epoch, a)) if b.resample_negatives else None
+        loop = EpochLoop(stage="adaptation", accelerator=acc, model=model, optimizer=optimizer, scheduler=scheduler,
+                         n_train=n_train, batch_size=b.batch_size, epochs=b.epochs, seed=a.seed,
+                         loss_fn=stage2.make_loss_fn(data, b),
+                         evaluate=stage2.make_evaluate(data, b, module, acc, embedder), monitor=monitor,
+                         higher_is_better=monitor != "val_loss", patience=patience,
+                         min_delta=b.early_stopping_min_delta, checkpoint=save, checkpoint_every=b.checkpoint_every,
+                         stop_after_epoch=stop_epoch if stop_stage == "adaptation" else None,
+                         on_epoch_start=resample, penalty_fn=penalty, show_progress=not a.quiet,
+                         log_epochs=not a.quiet)
+        rows = -(-min(b.batch_size, n_train) // acc.num_processes) * (1 + b.num_negatives)
+        with self._threads(device, rows * config.query_dim * config.document_dim < 2**26):
+            state = loop.run(state)
+        head_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        info = {**extra, "epochs_run": state.epoch, "best_epoch": state.best_epoch, "monitor": monitor,
+                "best_value": state.best_value, "stopped_early": state.stopped_early,
+                "history": state.history, "seconds": round(state.seconds, 3)}
+        extra["info"] = info
+        save(state)
+        return head_state, info
+
+    # ------------------------------------------------------------------ outputs
+    def _save_model(self, model: Any, out: Path) -> None:
+        """``save_pretrained`` into a temp directory, then move each file into ``out`` (atomic per file)."""
+        tmp = Path(tempfile.mkdtemp(prefix=".era-model-", dir=out))
+        try:
+            model.save_pretrained(tmp)
+            for path in sorted(tmp.rglob("*")):
+                if path.is_file():
+                    target = out / path.relative_to(tmp)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.chmod(path, 0o666 & ~_UMASK)  # mkdtemp-private files get a plain open()'s mode
+                    os.replace(path, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _training_log(self, config, pair, infos, stages, timings, overrides, embedder) -> dict[str, Any]:
+        import accelerate
+        import transformers
+
+        from .. import __version__
+
+        a = self.args
+        acc = self.accelerator
+        d = pair.describe()
+        return {
+            "era_hf_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "recipe": a.recipe,
+            "recipe_overrides": overrides,
+            "mode": a.mode,
+            "label_ratio": a.label_ratio,
+            "init": config.init,
+            "seeds": {"seed": a.seed, "split_seed": a.split_seed, "alignment_sample_seed": a.alignment.sample_seed,
+                      "python_numpy_torch": a.seed},
+            "arguments": a.to_dict(),
+            "models": {"query_encoder": {"id": d["query_encoder"]["model_id"],
+                                         "revision": d["query_encoder"]["revision"],
+                                         "requested_revision": d["query_encoder"]["requested_revision"]},
+                       "document_encoder": {"id": d["document_encoder"]["model_id"],
+                                            "revision": d["document_encoder"]["revision"],
+                                            "requested_revision": d["document_encoder"]["requested_revision"]},
+                       "query_format": d["query_format"], "document_query_format": d["document_query_format"],
+                       "query_dim": config.query_dim, "document_dim": config.document_dim,
+                       "head": config.head_type, "head_kwargs": dict(config.head_kwargs),
+                       "anchor": bool(config.anchor)},
+            "tasks": [{"name": i.name, "domain": getattr(i.task, "domain", ""), "source": getattr(i.task, "source", ""),
+                       "revision": getattr(i.task, "revision", None), "n_documents": i.n_docs,
+                       "split": i.split.to_dict(), "warnings": i.warnings} for i in infos],
+            "stages": stages,
+            "timings": timings,
+            "embedding_cache": {"root": str(pair.cache.root) if pair.cache is not None else None,
+                                **(pair.cache.stats if pair.cache is not None else {}),
+                                "texts_encoded_here": embedder.encoded_texts,
+                                "models_loaded": getattr(pair, "models_loaded", None)},
+            "environment": {"num_processes": acc.num_processes, "device": str(acc.device),
+                            "distributed_type": str(acc.distributed_type), "python": platform.python_version(),
+                            "torch": torch.__version__, "transformers": transformers.__version__,
+                            "accelerate": accelerate.__version__},
+        }
+
+
+def plot_loss_curves(log: dict[str, Any], path: Path) -> None:
+    """Per-stage loss curves (train / held-out), the best epoch marked, saved atomically as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) is left alone
+
+    stages = [(name, s) for name, s in log.get("stages", {}).items() if isinstance(s, dict) and s.get("history")]
+    fig = Figure(figsize=(6 * max(1, len(stages)), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(1, len(stages)), squeeze=False)
+    for ax, (name, s) in zip(axes[0], stages):
+        hist = s["history"]
+        for key in ("train_loss", "eval_loss", "val_loss"):
+            pts = [(h["epoch"], h[key]) for h in hist if key in h]
+            if pts:
+                ax.plot(*zip(*pts), label=key, marker="." if len(pts) < 30 else None)
+        if s.get("best_epoch") is not None:
+            ax.axvline(s["best_epoch"], color="grey", linestyle="--", linewidth=1, label="best epoch")
+        ax.set_title(f"{'stage 1' if name == 'alignment' else 'stage 2'}: {name}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+    if not stages:
+        axes[0][0].text(0.5, 0.5, "no SGD epochs were run", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)  # the temp name has no .png suffix: format given

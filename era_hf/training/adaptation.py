@@ -1,7 +1,8 @@
 """Stage 2: supervised adaptation with few labels (InfoNCE over mined negatives).
 
 Per training pair: the head's output for the query against ``[positive, negative_1..k]``
-(cosine / temperature, target 0). Options (all off in the reference): in-batch negatives
+(cosine / temperature, target 0); with ``negatives="corpus"`` (ours) against every unjudged
+document of the query's task instead. Options (all off in the reference): in-batch negatives
 (the other positives of the *global* batch from the same task, never a document judged for
 the query), all positives, per-epoch resampling of negatives, early stopping on validation
 nDCG@10, and an L2 penalty toward the stage-1 weights.
@@ -50,7 +51,9 @@ def make_loss_fn(data: AdaptationData, args: AdaptationArguments):
         pos = data.docs[tr.positive[shard]]
         negs = data.docs[tr.negatives[shard]]
         extra = mask = None
-        if args.in_batch_negatives:
+        if data.corpus_negatives is not None:  # negatives="corpus": every unjudged doc of the query's task
+            extra, mask = data.docs, data.corpus_negatives[q_rows]
+        elif args.in_batch_negatives:
             batch_pos = tr.positive[batch]
             extra = data.docs[batch_pos]
             n_docs = data.docs.shape[0]
@@ -91,7 +94,9 @@ def make_evaluate(data: AdaptationData, args: AdaptationArguments, module: Any, 
         rows = torch.arange(n, device=data.q.device)[rank::world]
         q_rows = va.query[rows]
         pred = module(data.q[q_rows], _anchors(data, q_rows))
-        values = info_nce_loss(pred, data.docs[va.positive[rows]], data.docs[va.negatives[rows]], args.temperature)
+        extra, mask = (None, None) if data.corpus_negatives is None else (data.docs, data.corpus_negatives[q_rows])
+        values = info_nce_loss(pred, data.docs[va.positive[rows]], data.docs[va.negatives[rows]], args.temperature,
+                               extra, mask)
         return batch_mean_of_means(gather_rows(accelerator, rows, values, n), args.batch_size)
 
     entries = [(t, qid, int(r)) for t, (qids, q_rows) in sorted(data.val_queries.items())

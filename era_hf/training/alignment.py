@@ -21,7 +21,7 @@ optimal and stage 1 has nothing to learn. ``anchored="skip"`` (default) skips it
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -192,3 +192,38 @@ def closed_form_init(head: torch.nn.Module, data: Any, args: AlignmentArguments)
         raise ERAError(f"unknown closed-form init {args.init!r}")
     apply_linear_init(head, w.float(), b.float())
     return info
+
+
+def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
+                          val_ndcg: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
+    """Anchored heads, ``anchored="score"`` (ours): keep the strong encoder's *scores*, not its coordinates.
+
+    Ridge-regress the query encoder's embeddings of the alignment texts on the document encoder's
+    (``x ≈ y M + b``). For a query ``q`` and a document ``d`` of the index, ``q · (y_d M) = (q Mᵀ) · y_d``:
+    so ``project(q) = c · q Mᵀ`` maps ``q`` to the document-space vector whose inner products with indexed
+    documents best reproduce the query encoder's own query-document scores. The head outputs
+    ``normalize(anchor + c · q Mᵀ)``: a query-side fusion of the cheap encoder's and the strong encoder's
+    rankings. ``c = w / mean‖x Mᵀ‖``, ``w`` from ``args.score_weights`` chosen on validation nDCG@10
+    (``w = 0`` is the cheap baseline, so the fusion is only kept where validation says it helps).
+    """
+    from ..heads import LinearHead
+
+    if not isinstance(head, LinearHead):
+        raise ERAError("alignment.anchored='score' writes a linear map: use --head linear")
+    x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
+    m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
+    weight = m.float().to(head.proj.weight.device)  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
+    scale = float((x.float() @ weight.T).norm(dim=-1).mean()) or 1.0
+    scores: dict[str, float] = {}
+    for w in args.score_weights:
+        with torch.no_grad():
+            head.proj.weight.copy_(weight * (w / scale))
+            head.proj.bias.zero_()
+        scores[str(w)] = val_ndcg(head)
+    best = max(args.score_weights, key=lambda w: (scores[str(w)], -w))  # ties: the smaller weight
+    with torch.no_grad():
+        head.proj.weight.copy_(weight * (best / scale))
+        head.proj.bias.zero_()
+    return {"method": "score", "weight": best, "val_ndcg@10": scores, "scale": scale,
+            "ridge_lambda": info["ridge_lambda"], "heldout_cosine": info["heldout_cosine"],
+            "selected_by": "validation nDCG@10"}

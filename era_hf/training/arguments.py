@@ -30,8 +30,8 @@ from ..errors import ERAError
 MODES = ("both", "label_only", "alignment_only")
 ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
 INITS = ("random", "ridge", "procrustes")
-ANCHORED_STAGE1 = ("skip", "ensemble")
-NEGATIVE_STRATEGIES = ("topk_percpos", "naive_topk", "random")
+ANCHORED_STAGE1 = ("skip", "ensemble", "score")
+NEGATIVE_STRATEGIES = ("topk_percpos", "naive_topk", "random", "corpus")
 TEACHERS = ("auto", "stage1", "document")
 SCHEDULES = ("linear", "constant")
 EARLY_STOPPING_METRICS = ("loss", "ndcg@10")
@@ -75,9 +75,14 @@ class AlignmentArguments:
     early_stopping_patience: int | None = _f(None, "stop when the eval loss has not improved for this many "
                                                    "epochs and restore the best weights (None = off, the reference)")
     anchored: str = _f("skip", "anchored heads (--anchor): 'skip' stage 1 (for identical texts the anchor IS the "
-                               "target, so the zero map is already optimal) or 'ensemble' (fit the head's map "
-                               "like an unanchored head; the model then averages anchor and aligned embedding)",
+                               "target, so the zero map is already optimal), 'ensemble' (fit the head's map "
+                               "like an unanchored head; the model then averages anchor and aligned embedding) or "
+                               "'score' (ours: a closed-form map that reproduces the query encoder's own scores "
+                               "over documents, mixed into the anchor with a weight picked on validation nDCG@10)",
                        choices=ANCHORED_STAGE1)
+    score_weights: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+                                          "anchored='score': candidate weights of the score-preserving map relative "
+                                          "to the anchor (0 = the cheap baseline), picked on validation nDCG@10")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
@@ -110,7 +115,8 @@ class AdaptationArguments:
     temperature: float = _f(0.05, "InfoNCE temperature over cosine logits")
     num_negatives: int = _f(5, "negatives per training pair (never a judged document)")
     negatives: str = _f("topk_percpos", "negative mining: topk_percpos (teacher top-k, below margin x the "
-                                        "positive's score, hardest + random of the next 2k-1), naive_topk, random",
+                                        "positive's score, hardest + random of the next 2k-1), naive_topk, random, corpus (ours: "
+                                        "every unjudged document of the query's task; num_negatives is ignored)",
                         choices=NEGATIVE_STRATEGIES)
     teacher: str = _f("auto", "negative-mining teacher: auto (stage-1 head in mode both, the document "
                               "encoder's own query embedding in label_only), stage1, document",
@@ -143,6 +149,9 @@ class AdaptationArguments:
                         "warmup_ratio", allow_zero=("weight_decay", "anchor_penalty", "early_stopping_min_delta",
                                                     "warmup_ratio"))
         _check_nonneg_int(self, "epochs")
+        if self.negatives == "corpus" and (self.resample_negatives or self.in_batch_negatives):
+            raise ERAError("adaptation.negatives='corpus' already contrasts with every unjudged document: "
+                           "resample_negatives and in_batch_negatives do not apply")
         if self.warmup_ratio >= 1:
             raise ERAError(f"adaptation.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         _check_patience(self)

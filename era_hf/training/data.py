@@ -291,6 +291,8 @@ class AdaptationData:
     train: PairSet
     val: PairSet
     judged_keys: torch.Tensor  # sorted q_row * n_docs_used + doc row, for every judged (query, used doc)
+    # negatives="corpus": (n_queries, n_docs_used) True where the doc is an unjudged doc of the query's task
+    corpus_negatives: torch.Tensor | None
     val_queries: dict[int, tuple[list[str], np.ndarray]]  # task index -> (val qids, rows of q)
     stats: dict[str, dict[str, int]]
     train_specs: list[_PairSpec]
@@ -454,6 +456,16 @@ def build_adaptation_data(infos: Sequence[TaskInfo], embedder: Embedder, args: T
 
     train_keys, val_keys = keys_of(train_specs, train_negs), keys_of(val_specs, val_negs)
     all_keys = np.unique(np.concatenate([train_keys.reshape(-1), val_keys.reshape(-1)]))
+    corpus_negatives = None
+    if b.negatives == "corpus":  # every document of every task takes part; mask: same task, not judged
+        all_keys = np.arange(sum(info.n_docs for info in infos), dtype=np.int64)
+        corpus_negatives = torch.zeros(q_offset, len(all_keys), dtype=torch.bool)
+        for t, qid, q_row in query_index:
+            info = infos[t]
+            corpus_negatives[q_row, info.offset:info.offset + info.n_docs] = True
+            judged = [info.offset + info.doc_row[d] for d in info.task.qrels.get(qid, {}) if d in info.doc_row]
+            corpus_negatives[q_row, judged] = False
+        corpus_negatives = corpus_negatives.to(device)
     docs = _gather_docs(infos, all_keys, device)
 
     def pairset(specs: list[_PairSpec], keys: np.ndarray) -> PairSet:
@@ -467,7 +479,8 @@ def build_adaptation_data(infos: Sequence[TaskInfo], embedder: Embedder, args: T
     anchors = torch.as_tensor(np.concatenate(a_parts, axis=0)).to(device) if anchored else None
     data = AdaptationData(q=q, anchors=anchors, docs=docs, doc_keys=all_keys,
                           train=pairset(train_specs, train_keys), val=pairset(val_specs, val_keys),
-                          judged_keys=_judged_keys(infos, query_index, all_keys, device), val_queries=val_queries,
+                          judged_keys=_judged_keys(infos, query_index, all_keys, device),
+                          corpus_negatives=corpus_negatives, val_queries=val_queries,
                           stats=stats, train_specs=train_specs, infos=infos, device=device)
     data._query_index = query_index
     return data

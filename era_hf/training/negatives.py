@@ -130,7 +130,12 @@ def hard_candidates(strategy: str, ranked: np.ndarray, ranked_scores: np.ndarray
 
 def draw_negatives(strategy: str, rng: random.Random, n_docs: int, excluded: Sequence[int], candidates: list[int],
                    num: int) -> list[int] | None:
-    """Draw ``num`` negatives as the reference does; None when the corpus cannot supply them."""
+    """Draw ``num`` negatives as the reference does; None when the corpus cannot supply them.
+
+    ``corpus`` draws none: the loss then contrasts with every unjudged document of the task.
+    """
+    if strategy == "corpus":
+        return []
     available = Complement(n_docs, excluded)
     if len(available) < num:
         return None

@@ -30,7 +30,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -365,6 +365,11 @@ class ERATrainer:
         if saved is not None:
             head.load_state_dict(saved["head"])
             init_info = saved["extra"]["init"]
+        elif config.anchor and al.anchored == "score":
+            with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
+                init_info = stage1.score_preserving_init(head, data, al, self._val_ndcg(infos, embedder, device))
+            logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s)", init_info["weight"],
+                        init_info["val_ndcg@10"])
         elif al.init != "random":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 init_info = stage1.closed_form_init(head, data, al)
@@ -373,7 +378,8 @@ class ERATrainer:
             init_info = {"method": "random"}
         config.init = init_info["method"]  # recorded in the checkpoints' config.json too
         head.to(device)
-        epochs = al.epochs if al.init == "random" else al.refine_epochs
+        closed_form = al.init != "random" or (config.anchor and al.anchored == "score")
+        epochs = al.refine_epochs if closed_form else al.epochs
         optimizer = torch.optim.AdamW(head.parameters(), lr=al.lr, weight_decay=al.weight_decay)
         model, optimizer = acc.prepare(head, optimizer)
         module = acc.unwrap_model(model)
@@ -407,6 +413,33 @@ class ERATrainer:
         extra["info"] = info
         save(state)
         return head_state, info
+
+    def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any) -> Callable[[torch.nn.Module], float]:
+        """``head -> macro nDCG@10`` over the tasks' validation queries (never test queries)."""
+        from ..evaluation import search_exact
+        from ..metrics import retrieval_metrics
+
+        per_task = []
+        for info in infos:
+            qids = [q for q in info.split.val
+                    if any(s > 0 and d in info.doc_row for d, s in info.task.qrels.get(q, {}).items())]
+            if qids:
+                q = torch.as_tensor(np.array(embedder.queries(info.task, qids, "query")), device=device)
+                a = torch.as_tensor(np.array(embedder.queries(info.task, qids, "document")), device=device)
+                per_task.append((info, qids, q, a))
+        if not per_task:
+            raise ERAError("alignment.anchored='score' picks its weight on validation queries, but no task has one")
+
+        def score(head: torch.nn.Module) -> float:
+            values = []
+            with torch.no_grad():
+                for info, qids, q, a in per_task:
+                    pred = head(q, a).cpu().numpy()
+                    ranked = search_exact(pred, info.corpus(embedder), info.doc_ids, k=10)
+                    values.append(float(retrieval_metrics(qids, ranked, info.task.qrels, ks=(10,))["ndcg@10"].mean()))
+            return float(np.mean(values))
+
+        return score
 
     def _teacher(self, mode_teacher: str, stage1_state, base_head, anchored: bool, device):
         if mode_teacher == "document":

@@ -1,0 +1,79 @@
+"""Our recommended recipe: anchored head, score-preserving stage 1, whole-corpus negatives in stage 2."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_training import adi, cache_dir, run, small_args, write_beir  # noqa: F401 (fixtures)
+
+from era_hf.heads import LinearHead
+from era_hf.training import AlignmentArguments, get_recipe
+from era_hf.training.alignment import score_preserving_init
+
+
+def test_recommended_recipe_is_registered_and_differs_from_the_reference_only_by_name():
+    rec, ref = get_recipe("recommended"), get_recipe("reference")
+    assert "OURS" in rec.description
+    args = rec.arguments(tasks=["x"], output_dir="out")
+    assert args.anchor and args.alignment.anchored == "score" and args.adaptation.negatives == "corpus"
+    assert ref.arguments(tasks=["x"], output_dir="out").adaptation.negatives == "topk_percpos"
+
+
+def test_score_map_reproduces_the_query_encoders_scores():
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(400, 8, generator=g), dim=-1)  # "query encoder" view of texts
+    a = torch.randn(8, 8, generator=g)
+    y = x @ a  # "document encoder" view: an invertible map of the same texts
+    data = SimpleNamespace(x_train=x[:360], y_train=y[:360], x_eval=x[360:], y_eval=y[360:])
+    head = LinearHead(8, 8, zero_init=True)
+    info = score_preserving_init(head, data, AlignmentArguments(anchored="score", ridge_lambda=1e-8),
+                                 lambda h: float(h.proj.weight.detach().norm()))  # prefers the largest weight
+    assert info["method"] == "score" and info["weight"] == 1.5
+    q = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    with torch.no_grad():
+        fused = head.project(q) @ y.T  # scores of the mapped queries against "indexed" documents
+    target = q @ x.T  # what the query encoder itself would score
+    for row_f, row_t in zip(fused, target):
+        assert np.corrcoef(row_f.numpy(), row_t.numpy())[0, 1] > 0.999
+
+
+def test_weight_zero_wins_ties_so_the_cheap_baseline_is_kept_when_validation_is_indifferent():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 6, generator=g)
+    data = SimpleNamespace(x_train=x[:40], y_train=x[:40, :3], x_eval=x[40:], y_eval=x[40:, :3])
+    head = LinearHead(6, 3, zero_init=True)
+    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), lambda h: 0.5)
+    assert info["weight"] == 0.0 and float(head.proj.weight.abs().sum()) == 0.0
+
+
+def test_recommended_recipe_trains_and_masks_judged_documents(tmp_path, cache_dir, adi):
+    synth = write_beir(tmp_path / "synth", n_docs=40, n_queries=20, name="synth")
+    from era_hf.tasks import load_task
+
+    trainer, model = run([adi, load_task(str(synth))], small_args(tmp_path / "rec", cache_dir, recipe="recommended"))
+    assert model.config.anchor and model.config.init == "score" and model.config.recipe == "recommended (modified)"
+    log = json.loads((tmp_path / "rec" / "training_log.json").read_text())
+    init = log["stages"]["alignment"]["init"]
+    assert init["method"] == "score" and str(init["weight"]) in init["val_ndcg@10"]
+    assert log["stages"]["adaptation"]["negatives"] == "corpus"
+    data = trainer.data
+    mask = data.corpus_negatives
+    n_adi = len(adi.document_ids())
+    for t, qid, q_row in data._query_index:
+        info = data.infos[t]
+        judged = {info.offset + info.doc_row[d] for d in info.task.qrels.get(qid, {})}
+        allowed = set(torch.nonzero(mask[q_row]).flatten().tolist())
+        assert allowed == set(range(info.offset, info.offset + info.n_docs)) - judged
+    assert mask.shape[1] == n_adi + 40
+
+
+def test_corpus_negatives_reject_options_that_do_not_apply():
+    from era_hf.errors import ERAError
+    from era_hf.training import AdaptationArguments
+
+    with pytest.raises(ERAError, match="corpus"):
+        AdaptationArguments(negatives="corpus", resample_negatives=True).validate()

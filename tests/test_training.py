@@ -200,7 +200,7 @@ def test_both_mode_cli_gives_a_loadable_model_with_log_and_plot(tmp_path, cache_
     assert s2["pairs"]["adi"]["train_pairs"] == len(split.train) and s2["best_epoch"] >= 1
     assert all(math.isfinite(h["val_loss"]) for h in s2["history"])
     assert log["timings"]["total_seconds"] > 0
-    assert (out / "checkpoints" / "adaptation" / "training_state.pt").is_file()
+    assert (out / "checkpoints" / "adaptation" / "training_state.json").is_file()
 
 
 def test_label_only_and_alignment_only(tmp_path, cache_dir, adi):
@@ -292,13 +292,15 @@ def test_resume_after_stage1_and_mid_stage2_is_identical(tmp_path, cache_dir, ad
     out = tmp_path / "resumed"
     with pytest.raises(TrainingStopped):
         run([adi], small_args(out, cache_dir, stop_after="alignment", **ck))
-    assert (out / "checkpoints" / "alignment" / "training_state.pt").is_file()
+    assert (out / "checkpoints" / "alignment" / "training_state.json").is_file()
     assert not (out / "model.safetensors").exists()
     with pytest.raises(ERAError, match="--resume"):
         run([adi], small_args(out, cache_dir))
     with pytest.raises(TrainingStopped):
         run([adi], small_args(out, cache_dir, resume=True, stop_after="adaptation:2", **ck))
-    state = torch.load(out / "checkpoints" / "adaptation" / "training_state.pt", weights_only=True)
+    from era_hf.training.state_io import load_state
+
+    state = load_state(out / "checkpoints" / "adaptation", "training_state")
     assert state["loop"]["epoch"] == 2 and not state["complete"]
     run([adi], small_args(out, cache_dir, resume=True, **ck))
     a, b = head_tensors(tmp_path / "full"), head_tensors(out)
@@ -341,7 +343,7 @@ def test_nan_loss_stops_with_a_clear_error_and_saves_nothing(tmp_path, cache_dir
     with pytest.raises(ERAError, match=r"stage 'alignment'.*epoch 1"):
         run([adi], small_args(out, cache_dir))
     assert not (out / "model.safetensors").exists()
-    assert not (out / "checkpoints" / "alignment" / "training_state.pt").exists()
+    assert not (out / "checkpoints" / "alignment" / "training_state.json").exists()
 
 
 def test_unwritable_output_fails_before_any_encoding(tmp_path, adi, monkeypatch):

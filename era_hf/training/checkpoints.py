@@ -4,13 +4,14 @@ Each stage directory holds
 
 * ``model.safetensors`` -- the head's weights (``head.`` prefix-free state dict),
 * ``config.json`` -- the :class:`~era_hf.ERAConfig` of the run so far,
-* ``training_state.pt`` -- everything needed to continue: head and optimizer / scheduler
-  state, completed epochs, history, best state and patience counter, RNG states, the stage's
-  extra facts (e.g. the closed-form init) and a *compatibility record* (encoders, dims,
-  every result-affecting argument).
+* ``training_state.safetensors`` + ``training_state.json`` -- everything needed to continue:
+  head and optimizer / scheduler state, completed epochs, history, best state and patience
+  counter, RNG states, the stage's extra facts (e.g. the closed-form init) and a
+  *compatibility record* (encoders, dims, every result-affecting argument). No pickle: tensors
+  go to safetensors, the rest to JSON (:mod:`era_hf.training.state_io`).
 
-All three are written atomically (temp file + fsync + rename), ``training_state.pt`` last:
-it is the commit marker and the only file read on resume (it carries its own copy of the
+All are written atomically (temp file + fsync + rename), ``training_state.json`` last: it is
+the commit marker and the state is the only thing read on resume (it carries its own copy of the
 head), so a kill at any moment leaves either the previous checkpoint or the new one.
 Only the main process writes.
 """
@@ -27,9 +28,11 @@ import torch
 
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import ERAError
+from .state_io import load_state, save_state
 
-FORMAT = 1
+FORMAT = 2
 STAGES = ("alignment", "adaptation")
+STATE = "training_state"
 
 
 def rng_state() -> dict[str, Any]:
@@ -57,7 +60,7 @@ class Checkpoints:
         return self.root / stage
 
     def exists(self) -> bool:
-        return any((self.stage_dir(s) / "training_state.pt").is_file() for s in STAGES)
+        return any((self.stage_dir(s) / f"{STATE}.json").is_file() for s in STAGES)
 
     def clear(self) -> None:
         if self._is_main and self.root.exists():
@@ -73,16 +76,15 @@ class Checkpoints:
             self.accelerator.wait_for_everyone()
 
     def load(self, stage: str) -> dict[str, Any] | None:
-        path = self.stage_dir(stage) / "training_state.pt"
-        if not path.is_file():
-            return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for damaged files
-            raise ERAError(f"checkpoint {path} cannot be read ({err}); delete {self.root} or pass --overwrite") \
-                from None
+            state = load_state(self.stage_dir(stage), STATE)
+        except ERAError as err:
+            raise ERAError(f"{err}; delete {self.root} or pass --overwrite") from None
+        if state is None:
+            return None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ERAError(f"checkpoint {path} has an unknown format; delete {self.root} or pass --overwrite")
+            raise ERAError(f"checkpoint {self.stage_dir(stage)} has an unknown format; delete {self.root} "
+                           "or pass --overwrite")
         return state
 
     def save(self, stage: str, state: dict[str, Any], config: Any) -> None:
@@ -97,8 +99,7 @@ class Checkpoints:
             with atomic_path(directory / "model.safetensors") as tmp:
                 save_file(head, str(tmp), metadata={"format": "pt", "stage": stage})
             atomic_write_text(directory / "config.json", config.to_json_string())
-            with atomic_path(directory / "training_state.pt") as tmp:
-                torch.save({**state, "format": FORMAT, "stage": stage}, tmp)
+            save_state(directory, STATE, {**state, "format": FORMAT, "stage": stage})
         self._wait()
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "era_hf.demo",
     "era_hf.train",
     "era_hf.evaluation",
+    "era_hf.benchmark",
     "era_hf.space",
     "era_hf.hub",
 )

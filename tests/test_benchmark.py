@@ -1,0 +1,212 @@
+"""era-hf benchmark (era_hf.benchmark, era_hf.benchmark_report): a tiny end-to-end run (MiniLM on both sides,
+adi + medline, --quick epochs, one seed, r = 0.2, both protocols), resume without retraining, the report, and
+the statistics. Uses the shared test embedding cache (warm after the first run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from era_hf.errors import ERAError
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+PAIR = "all-MiniLM-L6-v2__all-MiniLM-L6-v2"
+METHODS = ["doc", "query", "era_reference", "label_only", "alignment_only"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from era_hf.benchmark import register_cli
+
+    parser = argparse.ArgumentParser(prog="era-hf")
+    register_cli(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def _cache_dir() -> str:
+    return os.environ.get("ERA_HF_TEST_CACHE", str(Path(tempfile.gettempdir()) / "era_hf_test_cache"))
+
+
+@pytest.fixture(scope="module")
+def bench(shared_data, tmp_path_factory):
+    """Run the benchmark once, then again (resume); return the directory, both summaries and logs."""
+    from era_hf.benchmark import config_from_namespace, run_benchmark
+
+    out = tmp_path_factory.mktemp("bench")
+    report = out / "BENCHMARKS.md"
+    argv = ["benchmark", "--suite", str(shared_data / "adi"), str(shared_data / "medline"),
+            "--query-encoder", MINILM, "--document-encoder", MINILM, "--label-ratios", "0.2", "--seeds", "1",
+            "--methods", *METHODS, "--protocols", "in_domain", "leave_one_out", "--quick",
+            "--out", str(out / "results"), "--report", str(report), "--cache-dir", _cache_dir()]
+    cfg = config_from_namespace(_parser().parse_args(argv))
+    logs1: list[str] = []
+    t0 = time.perf_counter()
+    first = run_benchmark(cfg, log=logs1.append)
+    t1 = time.perf_counter()
+    logs2: list[str] = []
+    second = run_benchmark(config_from_namespace(_parser().parse_args(argv)), log=logs2.append)
+    t2 = time.perf_counter()
+    return {"out": out / "results", "report": report, "first": first, "second": second, "logs1": logs1,
+            "logs2": logs2, "seconds": (t1 - t0, t2 - t1)}
+
+
+def test_result_files_and_progress_lines(bench):
+    root = bench["out"] / PAIR
+    expected = [root / "baselines" / "doc.json", root / "baselines" / "query.json",
+                root / "in_domain" / "era_reference" / "r0.2" / "seed0.json",
+                root / "in_domain" / "label_only" / "r0.2" / "seed0.json",
+                root / "in_domain" / "alignment_only" / "no_labels" / "seed0.json"]
+    for method, ratio in (("era_reference", "r0.2"), ("label_only", "r0.2"), ("alignment_only", "no_labels")):
+        expected += [root / "leave_one_out" / method / ratio / task / "seed0.json" for task in ("adi", "medline")]
+    for path in expected:
+        assert path.is_file(), path
+    # 3 in-domain + 6 leave-one-out trained runs, 2 baselines
+    assert bench["first"]["trained"] == 9 and bench["first"]["baselines_evaluated"] == 2
+    assert not (bench["out"] / ".work").exists()
+
+    r = json.loads((root / "in_domain" / "era_reference" / "r0.2" / "seed0.json").read_text())
+    assert r["seed"] == 0 and r["split_seed"] == 42 and r["label_ratio"] == 0.2 and r["global_overrides"]
+    assert r["arguments"]["adaptation"]["epochs"] == 3 and r["arguments"]["seed"] == 0
+    adi = r["evaluation"]["tasks"]["adi"]
+    assert len(adi["per_query"]["ndcg@10"]) == adi["n_queries"] == len(adi["split"]["test"])
+    assert r["environment"]["packages"]["torch"] and r["command"].startswith("era-hf")
+    # the same test queries for every method (split seed 42), baselines included
+    doc = json.loads((root / "baselines" / "doc.json").read_text())
+    assert doc["evaluation"]["tasks"]["adi"]["split"]["test"] == adi["split"]["test"]
+    loo = json.loads((root / "leave_one_out" / "label_only" / "r0.2" / "adi" / "seed0.json").read_text())
+    assert loo["train_tasks"] == ["medline"] and loo["test_tasks"] == ["adi"]
+    assert loo["evaluation"]["tasks"]["adi"]["split"]["test"] == adi["split"]["test"]
+
+    # one progress line per (protocol, method, ratio, seed[, held-out task]) with macro nDCG@10 and a time
+    runs = [ln for ln in bench["logs1"] if ln.startswith(("in_domain |", "leave_one_out |"))]
+    assert len(runs) == 9
+    assert all(re.search(r"macro nDCG@10 \d\.\d{4} \| \d+\.\d s", ln) for ln in runs), runs
+
+
+def test_rerun_reuses_results(bench):
+    second = bench["second"]
+    assert second["trained"] == 0 and second["reused"] == 9
+    assert second["baselines_evaluated"] == 0 and second["baselines_reused"] == 2
+    assert sum(1 for ln in bench["logs2"] if ln.endswith("| reused")) == 9
+    assert bench["seconds"][1] < bench["seconds"][0]
+
+
+def test_report(bench):
+    text = bench["report"].read_text()
+    for heading in ("### In-domain, r = 0.2: nDCG@10", "### In-domain, r = 0.2: MAP@100",
+                    "### Leave-one-out, r = 0.2: nDCG@10", "### Significance", "## Commands", "## Environment"):
+        assert heading in text, heading
+    for method in METHODS:
+        assert f"| `{method}`" in text, method
+    assert "Warning: some runs override the recipes" in text  # --quick is flagged
+    # every number in the in-domain table comes from the result files
+    r = json.loads((bench["out"] / PAIR / "in_domain" / "era_reference" / "r0.2" / "seed0.json").read_text())
+    assert f"**{r['evaluation']['macro']['ndcg@10']:.4f}**" in text
+    for png in ("ndcg10_vs_ratio__" + PAIR, "per_domain_r0.2__" + PAIR):
+        path = bench["out"] / "plots" / f"{png}.png"
+        assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+        assert f"{png}.png" in text
+
+    from era_hf.benchmark_report import collect, load_results, significance
+
+    rows = significance(collect(load_results(bench["out"]))[PAIR])
+    pairs = {(r["protocol"], r["method"], r["versus"]) for r in rows}
+    assert pairs == {(p, "era_reference", v) for p in ("in_domain", "leave_one_out") for v in ("label_only", "doc")}
+    for row in rows:
+        assert row["n_queries"] == 32  # 17 adi + 15 medline test queries
+        for key in ("delta", "ci_low", "ci_high", "p_signflip", "p_sign"):
+            assert math.isfinite(row[key]), (key, row)
+        assert row["ci_low"] <= row["delta"] <= row["ci_high"]
+        assert 0 < row["p_signflip"] <= 1
+
+    # --report-only regenerates the same tables from the files alone; the optional speed hook is included
+    speed = bench["out"].parent / "benchmarks" / "report_speed.py"
+    speed.parent.mkdir(exist_ok=True)
+    speed.write_text("def render_speed_section(results_dir):\n    return '## Speed\\n\\nspeed of ' + results_dir\n")
+    again = bench["out"].parent / "again.md"
+    ns = _parser().parse_args(["benchmark", "--report-only", "--out", str(bench["out"]), "--report", str(again)])
+    assert ns.func(ns) == 0
+    strip = lambda s: re.sub(r"Generated by .*?\n|`era-hf benchmark --report-only[^`]*`", "", s)  # noqa: E731
+    regenerated = again.read_text()
+    assert f"## Speed\n\nspeed of {bench['out']}" in regenerated
+    assert strip(regenerated).split("## Speed")[0] == strip(text).split("## Commands")[0]
+
+
+def test_help_lists_every_method(capsys):
+    from era_hf.benchmark import METHOD_NAMES
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["benchmark", "--help"])
+    help_text = capsys.readouterr().out
+    for name in METHOD_NAMES:
+        assert name in help_text, name
+
+
+def test_set_overrides_and_bad_input(tmp_path):
+    from era_hf.benchmark import BenchmarkConfig, get_method, parse_set, training_arguments
+    from era_hf.task_embeddings import EncoderPair
+
+    assert parse_set(["adaptation.epochs=3", "alignment.lr=0.01", "head=mlp", "adaptation.early-stopping-patience=none"]) \
+        == {"adaptation.epochs": 3, "alignment.lr": 0.01, "head": "mlp", "adaptation.early_stopping_patience": None}
+    for bad in (["adaptation.nope=1"], ["epochs"], ["nope=1"]):
+        with pytest.raises(ERAError):
+            parse_set(bad)
+    with pytest.raises(ERAError, match="not allowed"):
+        BenchmarkConfig(suite=["x"], overrides={"seed": 3}).validate()
+    with pytest.raises(ERAError, match="unknown method"):
+        BenchmarkConfig(suite=["x"], methods=["nope"]).validate()
+    pair = EncoderPair(MINILM, MINILM, cache=False)
+    args = training_arguments(get_method("ref+in_batch_negatives"), pair=pair, ratio=0.1, seed=2,
+                              overrides={"adaptation.epochs": 3}, output_dir=str(tmp_path))
+    assert args.adaptation.in_batch_negatives and args.adaptation.epochs == 3 and args.mode == "both"
+    assert args.seed == 2 and args.split_seed == 42 and args.label_ratio == 0.1 and args.recipe == "reference"
+
+
+def test_paired_statistics():
+    from era_hf.benchmark_report import paired_test, sign_test
+
+    assert sign_test(0, 0) == 1.0 and sign_test(5, 5) == 1.0
+    assert sign_test(10, 0) == pytest.approx(2 / 2 ** 10)
+    rng = np.random.default_rng(1)
+    a = {"t1": rng.random(40), "t2": rng.random(25)}
+    same = paired_test(a, a)
+    assert same["delta"] == 0 and same["ci_low"] == same["ci_high"] == 0 and same["p_signflip"] == 1.0
+    better = paired_test({k: v + 0.1 for k, v in a.items()}, a)
+    assert better["delta"] == pytest.approx(0.1) and better["wins"] == 65 and better["p_signflip"] < 0.001
+    assert better["ci_low"] == pytest.approx(0.1) and better["ci_high"] == pytest.approx(0.1)
+    assert paired_test(a, a) == same  # fixed seed: reproducible
+
+
+def test_query_baseline_not_measured(shared_data, tmp_path):
+    """--skip-query-baseline-for: the task is recorded and reported as not measured (no encoder is loaded)."""
+    from era_hf.benchmark import BenchmarkConfig, run_benchmark
+
+    out = tmp_path / "results"
+    cfg = BenchmarkConfig(suite=[str(shared_data / "adi"), str(shared_data / "medline")], out=str(out),
+                          query_encoder="sentence-transformers/all-mpnet-base-v2", document_encoder=MINILM,
+                          methods=["query"], skip_query_baseline_for=["adi", "medline"], seeds=[0],
+                          cache_dir=_cache_dir(), report=str(tmp_path / "B.md"))
+    summary = run_benchmark(cfg, log=lambda line: None)
+    assert summary["baselines_evaluated"] == 1 and summary["trained"] == 0
+    r = json.loads((out / "all-mpnet-base-v2__all-MiniLM-L6-v2" / "baselines" / "query.json").read_text())
+    assert r["not_measured"] == ["adi", "medline"] and r["evaluation"] is None
+    text = (tmp_path / "B.md").read_text()
+    assert "**not measured** on adi, medline" in text
+    assert "| `query` | – | not measured | not measured | not measured |" in text

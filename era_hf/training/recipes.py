@@ -117,12 +117,12 @@ RECOMMENDED = Recipe(
                 "ridge map that reproduces the query encoder's document scores (alignment.anchored='score'), "
                 "its weight picked on validation nDCG@10; stage 2 = InfoNCE of every positive against all unjudged "
                 "documents of the task (negatives='corpus', all_positives), AdamW lr 1e-4 without weight decay or "
-                "schedule, <= 100 epochs, early stopping on validation nDCG@10 (patience 10), best weights restored.",
+                "schedule, <= 100 epochs, early stopping on validation nDCG@10 (patience 5), best weights restored.",
     training={"head": "linear", "anchor": True, "head_kwargs": {}},
     alignment={**REFERENCE.alignment, "anchored": "score", "ridge_lambda": "auto"},
     adaptation={**REFERENCE.adaptation, "negatives": "corpus", "all_positives": True, "lr": 1e-4,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "schedule": "constant", "epochs": 100,
-                "early_stopping_metric": "ndcg@10", "early_stopping_patience": 10},
+                "early_stopping_metric": "ndcg@10", "early_stopping_patience": 5},
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (REFERENCE, RIDGE_INIT, RECOMMENDED)}

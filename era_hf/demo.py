@@ -16,7 +16,7 @@ from pathlib import Path
 DEFAULT_OUTPUT = "runs/quickstart"
 #: Stage-1 documents per task in the demo: fewer than the reference's 1000 so that the quickstart's
 #: cold run (the strong encoder embeds these on CPU) stays within minutes on two cores.
-DEMO_ALIGNMENT_DOCS = 300
+DEMO_ALIGNMENT_DOCS = 200
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:

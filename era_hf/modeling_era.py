@@ -151,23 +151,14 @@ class ERAModel(PreTrainedModel):
     def attach_encoders(self, lora_source: tuple[str, str | None] | None = None, **encoder_kwargs: Any) -> None:
         """Load the frozen base encoders named in the config (and the anchor encoder when used)."""
         cfg = self.config
-        model, tok, rev = load_encoder(cfg.query_encoder, cfg.query_encoder_revision, **encoder_kwargs)
-        if model.config.hidden_size != cfg.query_dim:
-            raise ERAError(f"the head expects {cfg.query_dim}-d input but query encoder {cfg.query_encoder!r} "
-                           f"gives {model.config.hidden_size}-d embeddings")
-        cfg.query_encoder_revision = rev
-        model.requires_grad_(False)
+        model, tok, cfg.query_encoder_revision = _load_frozen(cfg.query_encoder, cfg.query_encoder_revision,
+                                                              cfg.query_dim, "query", **encoder_kwargs)
         if cfg.lora:
             model = self._wrap_lora(model, lora_source)
         self.query_encoder, self.query_tokenizer = model, tok
         if cfg.anchor:
-            anchor, atok, arev = load_encoder(cfg.document_encoder, cfg.document_encoder_revision, **encoder_kwargs)
-            if anchor.config.hidden_size != cfg.document_dim:
-                raise ERAError(f"document encoder {cfg.document_encoder!r} gives {anchor.config.hidden_size}-d "
-                               f"embeddings but the head maps into {cfg.document_dim}-d")
-            cfg.document_encoder_revision = arev
-            anchor.requires_grad_(False)
-            self.anchor_encoder, self.anchor_tokenizer = anchor, atok
+            self.anchor_encoder, self.anchor_tokenizer, cfg.document_encoder_revision = _load_frozen(
+                cfg.document_encoder, cfg.document_encoder_revision, cfg.document_dim, "document", **encoder_kwargs)
         self.to(self.head_device)
 
     def _wrap_lora(self, model: torch.nn.Module, lora_source: tuple[str, str | None] | None) -> torch.nn.Module:
@@ -265,6 +256,17 @@ class ERAModel(PreTrainedModel):
         super().save_pretrained(save_directory, **kwargs)
         if self.config.lora and self.query_encoder is not None:
             self.query_encoder.save_pretrained(os.path.join(save_directory, LORA_SUBFOLDER))
+
+
+def _load_frozen(model_id: str, revision: str | None, dim: int, role: str, **kwargs: Any) -> tuple[Any, Any, str | None]:
+    """Load a base encoder, check its width against the head, freeze it."""
+    model, tokenizer, resolved = load_encoder(model_id, revision, **kwargs)
+    if model.config.hidden_size != dim:
+        side = "input" if role == "query" else "output"
+        raise ERAError(f"the head expects {dim}-d {side} but {role} encoder {model_id!r} "
+                       f"gives {model.config.hidden_size}-d embeddings")
+    model.requires_grad_(False)
+    return model, tokenizer, resolved
 
 
 def _attention_modules(model: torch.nn.Module) -> list[str]:

@@ -33,7 +33,8 @@ from typing import Any
 
 from era_hf.errors import ERAError
 from era_hf.tasks.build import Qrel, Record, assemble_task, coerce_id, coerce_score, coerce_text, require
-from era_hf.tasks.files import QRELS_HEADER, read_jsonl, read_qrels_tsv, sha256_file
+from era_hf.atomic import sha256_file
+from era_hf.tasks.files import QRELS_HEADER, read_jsonl, read_qrels_tsv
 from era_hf.tasks.hub import hub_load, hub_revision
 from era_hf.tasks.task import RetrievalTask
 

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from typing import Any
 from era_hf.errors import ERAError
 from era_hf.tasks.build import Qrel, coerce_id, coerce_score
 
-__all__ = ["QRELS_HEADER", "read_jsonl", "read_lines", "read_qrels_tsv", "sha256_file"]
+__all__ = ["QRELS_HEADER", "read_jsonl", "read_lines", "read_qrels_tsv"]
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 
@@ -102,11 +101,3 @@ def read_qrels_tsv(path: str | os.PathLike) -> Iterator[Qrel]:
             coerce_score(score, location),
         )
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

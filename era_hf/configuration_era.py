@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 try:  # transformers >= 5
@@ -17,6 +18,11 @@ REFERENCE_TEMPLATE = "Instruct: {instruction}\nQuery: {query}"
 #: ``none``: the query as is; ``reference``: the paper's template; anything else: a custom
 #: template containing ``{query}`` (and optionally ``{instruction}``).
 NAMED_QUERY_FORMATS = {"none": "{query}", "reference": REFERENCE_TEMPLATE}
+#: Fields that transformers or era_hf's trainer add to config.json besides the constructor's arguments.
+KNOWN_EXTRA_FIELDS = {"auto_map", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
+                      "training", "mode", "label_ratio", "id2label", "label2id", "return_dict", "output_attentions",
+                      "output_hidden_states", "problem_type", "is_encoder_decoder", "chunk_size_feed_forward",
+                      "model_type", "_commit_hash", "attn_implementation", "_attn_implementation_autoset"}
 
 
 def resolve_query_format(query_format: str) -> str:
@@ -89,6 +95,10 @@ class ERAConfig(PreTrainedConfig):
                 raise ERAError(f"{name} must be a positive integer, got {value!r}")
         resolve_query_format(query_format)
         resolve_query_format(document_query_format)
+        unknown = sorted(set(kwargs) - KNOWN_EXTRA_FIELDS)
+        if unknown:  # kept (transformers' convention) but never silently: a typo would fall back to a default
+            warnings.warn(f"ERAConfig: unknown field(s) {', '.join(unknown)} are kept but not used by era_hf",
+                          stacklevel=2)
         if head_kwargs is not None and not isinstance(head_kwargs, dict):
             raise ERAError(f"head_kwargs must be a dict, got {type(head_kwargs).__name__}")
         self.query_encoder = query_encoder

@@ -204,3 +204,15 @@ def test_remote_code_round_trip_without_era_hf(tmp_path, default_model):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert "REMOTE-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_unknown_config_fields_warn(tmp_path):
+    with pytest.warns(UserWarning, match="unknown field.*hed_type"):
+        ERAConfig(hed_type="mlp")
+    saved = ERAConfig(head_type="mlp")
+    saved.save_pretrained(tmp_path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a config era_hf wrote itself reloads without warnings
+        assert ERAConfig.from_pretrained(tmp_path).head_type == "mlp"

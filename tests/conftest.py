@@ -41,3 +41,14 @@ def minilm_encoder():
     from era_hf.encoders import DocumentEncoder
 
     return DocumentEncoder.from_pretrained(MINILM)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small CPU tensors run faster (and identically across runs) on one thread on a shared 2-core box."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

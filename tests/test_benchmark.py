@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from era_hf.errors import ERAError
 
@@ -24,12 +23,7 @@ PAIR = "all-MiniLM-L6-v2__all-MiniLM-L6-v2"
 METHODS = ["doc", "query", "era_reference", "label_only", "alignment_only"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _parser() -> argparse.ArgumentParser:

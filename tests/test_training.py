@@ -21,12 +21,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # ---------------------------------------------------------------------- fixtures / helpers
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shared_cache_dir() -> Path:

@@ -22,7 +22,9 @@ NAMED_QUERY_FORMATS = {"none": "{query}", "reference": REFERENCE_TEMPLATE}
 KNOWN_EXTRA_FIELDS = {"auto_map", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
                       "training", "mode", "label_ratio", "id2label", "label2id", "return_dict", "output_attentions",
                       "output_hidden_states", "problem_type", "is_encoder_decoder", "chunk_size_feed_forward",
-                      "model_type", "_commit_hash", "attn_implementation", "_attn_implementation_autoset"}
+                      "model_type", "_commit_hash", "attn_implementation", "_attn_implementation_autoset",
+                      "name_or_path", "trust_remote_code", "revision", "token", "cache_dir", "local_files_only",
+                      "subfolder", "code_revision", "_from_auto", "_from_pipeline", "adapter_kwargs"}
 
 
 def resolve_query_format(query_format: str) -> str:

@@ -216,3 +216,6 @@ def test_unknown_config_fields_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a config era_hf wrote itself reloads without warnings
         assert ERAConfig.from_pretrained(tmp_path).head_type == "mlp"
+        from transformers import AutoConfig
+
+        assert AutoConfig.from_pretrained(tmp_path, trust_remote_code=True).head_type == "mlp"

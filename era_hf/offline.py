@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, sha256_file
 from .errors import ERAError
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -98,14 +98,7 @@ def hub_cache_dir() -> Path:
 
 
 def _sha256(data: bytes | Path) -> str:
-    h = hashlib.sha256()
-    if isinstance(data, bytes):
-        h.update(data)
-    else:
-        with open(data, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else sha256_file(data)
 
 
 def _missing_packages(model: OfflineModel) -> list[str]:

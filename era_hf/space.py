@@ -140,22 +140,11 @@ class SearchService:
         """Return (query, instruction, k) cleaned, or raise ERAError with a message for the user."""
         if query is None:
             raise ERAError("Please enter a query.")
-        if not isinstance(query, str):
-            raise ERAError(f"The query must be text, got {_type_name(query)}.")
-        if len(query) > self.max_query_chars:
-            raise ERAError(f"The query is too long ({len(query):,} characters); the limit is "
-                           f"{self.max_query_chars:,}.")
-        query = query.strip()
+        query = _bounded_text(query, "query", self.max_query_chars)
         if not query:
             raise ERAError("Please enter a query (it is empty).")
-        if instruction is None:
-            instruction = self.instruction
-        if not isinstance(instruction, str):
-            raise ERAError(f"The instruction must be text, got {_type_name(instruction)}.")
-        if len(instruction) > self.max_instruction_chars:
-            raise ERAError(f"The instruction is too long ({len(instruction):,} characters); the limit is "
-                           f"{self.max_instruction_chars:,}.")
-        instruction = instruction.strip()
+        instruction = _bounded_text(self.instruction if instruction is None else instruction, "instruction",
+                                    self.max_instruction_chars)
         if k is None:
             k = DEFAULT_K
         if isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or k != int(k):
@@ -347,6 +336,15 @@ def _failure_message(err: Exception) -> str:
     if isinstance(err, ERAError):
         return f"The search failed: {err}"
     return "The search failed because of an internal error; please try again (the error was logged)."
+
+
+def _bounded_text(value: Any, what: str, limit: int) -> str:
+    """``value`` stripped, or ERAError when it is not text or longer than ``limit`` characters."""
+    if not isinstance(value, str):
+        raise ERAError(f"The {what} must be text, got {_type_name(value)}.")
+    if len(value) > limit:
+        raise ERAError(f"The {what} is too long ({len(value):,} characters); the limit is {limit:,}.")
+    return value.strip()
 
 
 def _type_name(value: Any) -> str:

@@ -49,3 +49,29 @@ def test_sigkill_mid_training_then_resume(tmp_path, shared_data):
     subprocess.run(_command(shared_data, out, "--resume"), env=env, check=True, capture_output=True, timeout=600)
     a, b = load_file(str(full / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_state_killed_between_tensor_and_marker_writes_loads_the_previous_state(tmp_path):
+    from era_hf.errors import ERAError
+    from era_hf.training.state_io import save_state
+
+    old = {"epoch": 3, "head": {"w": torch.zeros(4, 4)}, "rng": (1, [2, 3])}
+    new = {"epoch": 4, "head": {"w": torch.ones(4, 4)}, "rng": (5, [6, 7])}
+    save_state(tmp_path, "training_state", new)
+    new_tensors = next(tmp_path.glob("training_state.*.safetensors")).read_bytes()
+    save_state(tmp_path, "training_state", old)
+    # a kill after the next save's tensor file was renamed into place but before its marker was
+    orphan = tmp_path / "training_state.deadbeef0000.safetensors"
+    orphan.write_bytes(new_tensors)
+    state = load_state(tmp_path, "training_state")
+    assert state["epoch"] == 3 and torch.equal(state["head"]["w"], torch.zeros(4, 4)) and state["rng"] == (1, [2, 3])
+    save_state(tmp_path, "training_state", new)  # the next save removes the orphan
+    assert not orphan.exists() and len(list(tmp_path.glob("training_state.*.safetensors"))) == 1
+    assert load_state(tmp_path, "training_state")["epoch"] == 4
+
+    tensors = next(tmp_path.glob("training_state.*.safetensors"))
+    data = bytearray(tensors.read_bytes())
+    data[-3] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(ERAError, match="sha256"):
+        load_state(tmp_path, "training_state")

@@ -4,7 +4,7 @@ Each stage directory holds
 
 * ``model.safetensors`` -- the head's weights (``head.`` prefix-free state dict),
 * ``config.json`` -- the :class:`~era_hf.ERAConfig` of the run so far,
-* ``training_state.safetensors`` + ``training_state.json`` -- everything needed to continue:
+* ``training_state.<id>.safetensors`` + ``training_state.json`` -- everything needed to continue:
   head and optimizer / scheduler state, completed epochs, history, best state and patience
   counter, RNG states, the stage's extra facts (e.g. the closed-form init) and a
   *compatibility record* (encoders, dims, every result-affecting argument). No pickle: tensors
@@ -30,7 +30,7 @@ from ..atomic import atomic_path, atomic_write_text
 from ..errors import ERAError
 from .state_io import load_state, save_state
 
-FORMAT = 2
+FORMAT = 3
 STAGES = ("alignment", "adaptation")
 STATE = "training_state"
 

@@ -1,21 +1,26 @@
 """Training state without pickle: tensors in safetensors, everything else in JSON.
 
 Optimizer states, RNG states and loop histories are nested dicts / lists / tuples with tensors
-inside. They are split into ``<name>.safetensors`` (every tensor, under a generated key) and
+inside. They are split into ``<name>.<id>.safetensors`` (every tensor, under a generated key) and
 ``<name>.json`` (the structure, with ``{"__tensor__": key}`` placeholders; tuples and non-string
-dict keys are tagged so they come back with their types). The JSON file is written last and is
-the commit marker.
+dict keys are tagged so they come back with their types).
+
+The JSON file is written last and is the commit marker: it names the tensor file of *its* save (a
+fresh name each time) with that file's sha256. A process killed between the two writes leaves the
+previous JSON pointing at the previous tensor file, never a new structure over old tensors or the
+reverse; the orphaned tensor file is removed by the next save.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_path, atomic_write_text, sha256_file
 from ..errors import ERAError
 
 
@@ -52,15 +57,20 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_state(directory: str | Path, name: str, state: dict[str, Any]) -> None:
-    """Write ``name.safetensors`` then ``name.json`` (the commit marker), each atomically."""
+    """Write ``name.<id>.safetensors`` then ``name.json`` (the commit marker), each atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(state, tensors)
-    with atomic_path(directory / f"{name}.safetensors") as tmp:
+    tensor_file = directory / f"{name}.{uuid.uuid4().hex[:12]}.safetensors"
+    with atomic_path(tensor_file) as tmp:
         save_file(tensors, str(tmp))
-    atomic_write_text(directory / f"{name}.json", json.dumps(structure))
+    record = {"tensors": tensor_file.name, "sha256": sha256_file(tensor_file), "state": structure}
+    atomic_write_text(directory / f"{name}.json", json.dumps(record))
+    for stale in directory.glob(f"{name}.*.safetensors"):
+        if stale != tensor_file:
+            stale.unlink(missing_ok=True)
 
 
 def load_state(directory: str | Path, name: str) -> dict[str, Any] | None:
@@ -72,8 +82,10 @@ def load_state(directory: str | Path, name: str) -> dict[str, Any] | None:
     if not marker.is_file():
         return None
     try:
-        structure = json.loads(marker.read_text(encoding="utf-8"))
-        tensors = load_file(str(directory / f"{name}.safetensors"))
-        return _decode(structure, tensors)
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        tensor_file = directory / Path(record["tensors"]).name
+        if sha256_file(tensor_file) != record["sha256"]:
+            raise ValueError(f"{tensor_file.name} does not match its recorded sha256")
+        return _decode(record["state"], load_file(str(tensor_file)))
     except Exception as err:  # damaged JSON / safetensors / missing tensor keys
         raise ERAError(f"training state {marker} cannot be read ({err})") from None

@@ -71,7 +71,7 @@ from .errors import ERAError
 FORMAT = "era_hf.benchmark/1"
 SPLIT_SEED = 42
 PROTOCOLS = ("in_domain", "leave_one_out")
-BASELINE_METHODS = ("doc", "query")
+BASELINE_METHODS = ("doc", "query", "fusion")
 DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.4)
 NO_LABELS_DIR = "no_labels"
 #: Weight of the anchor-penalty row (sum of squared deviations from the stage-1 weights). A benchmark
@@ -105,6 +105,8 @@ class BenchmarkMethod:
 _BASELINE_DESCRIPTIONS = {
     "doc": "zero-shot: the document encoder on queries and documents (the cheap index as is)",
     "query": "zero-shot: the query encoder on queries and documents (corpus re-encoded; upper reference)",
+    "fusion": "zero-shot: doc + query cosine scores summed, equal weights, no tuning (both indexes; the upper "
+              "reference of score-level fusion)",
 }
 
 #: The trained methods, in report order. A new row is one new entry.
@@ -466,7 +468,7 @@ class _Runner:
 
         # with one model on both sides the query baseline re-encodes nothing new (a cache hit): never skipped
         same = pair.query_encoder_id == pair.document_encoder_id
-        skip = set(self.cfg.skip_query_baseline_for) if name == "query" and not same else set()
+        skip = set(self.cfg.skip_query_baseline_for) if name in ("query", "fusion") and not same else set()
         measured = [t for t in tasks if t.name not in skip]
         not_measured = [t.name for t in tasks if t.name in skip]
         record = {"format": FORMAT, "kind": "baseline", "method": name, "encoders": pair.describe(),

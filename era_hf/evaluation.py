@@ -38,7 +38,13 @@ import numpy as np
 from .atomic import sha256_file
 from .errors import ERAError
 
-BASELINES = ("doc", "query")
+BASELINES = ("doc", "query", "fusion")
+_BASELINE_DESCRIPTIONS = {
+    "doc": "document encoder on queries and documents (the cheap index as is)",
+    "query": "query encoder on queries and documents (corpus re-encoded)",
+    "fusion": "sum of the doc and query baselines' cosine scores, equal weights, no tuning (corpus re-encoded: "
+              "a second index; the upper reference of score-level fusion)",
+}
 TABLE_COLUMNS = (("nDCG@10", "ndcg@10"), ("MAP@100", "map@100"), ("Recall@100", "recall@100"))
 #: Score-matrix block of :func:`search_exact`, in float32 entries (128 MiB).
 SEARCH_BLOCK_ENTRIES = 1 << 25
@@ -121,7 +127,9 @@ def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np
 
 # ---------------------------------------------------------------------- methods
 class Baseline:
-    """A zero-shot baseline: ``doc`` (document encoder on both sides) or ``query`` (query encoder on both)."""
+    """A zero-shot baseline: ``doc`` (document encoder on both sides), ``query`` (query encoder on both) or
+    ``fusion`` (the sum of those two cosine scores: ``[q_doc, q_query] . [d_doc, d_query]``, so it runs as one
+    inner-product search over concatenated embeddings)."""
 
     def __init__(self, name: str) -> None:
         if name not in BASELINES:
@@ -133,20 +141,25 @@ class Baseline:
         return f"baseline {self.name}"
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "baseline", "name": self.name,
-                "description": {"doc": "document encoder on queries and documents (the cheap index as is)",
-                                "query": "query encoder on queries and documents (corpus re-encoded)"}[self.name]}
+        return {"type": "baseline", "name": self.name, "description": _BASELINE_DESCRIPTIONS[self.name]}
 
     def default_pair(self, cache: Any = None) -> Any:
         from .task_embeddings import EncoderPair
 
         return EncoderPair(cache=cache)
 
+    def _sides(self) -> tuple[str, ...]:
+        return {"doc": ("document",), "query": ("query",), "fusion": ("document", "query")}[self.name]
+
     def query_embeddings(self, pair: Any, task: Any, qids: Sequence[str]) -> np.ndarray:
-        return pair.queries(task, qids, side="document" if self.name == "doc" else "query")
+        return _joined([pair.queries(task, qids, side=side) for side in self._sides()])
 
     def corpus_embeddings(self, pair: Any, task: Any) -> np.ndarray:
-        return pair.corpus(task, side="document" if self.name == "doc" else "query")
+        return _joined([pair.corpus(task, side=side) for side in self._sides()])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 class ERAMethod:

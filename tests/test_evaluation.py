@@ -155,6 +155,22 @@ def test_query_baseline_and_suite_aggregation(adi, doc_result, cache_dir, tmp_pa
         evaluation.load_tasks([str(suite), str(shared_data / "adi")])
 
 
+def test_fusion_baseline_sums_the_two_cosine_scores(adi, cache_dir):
+    from era_hf.task_embeddings import EncoderPair
+
+    # the query side truncates queries to 8 tokens, so its scores differ from the document side's
+    pair = EncoderPair(MINILM, MINILM, query_max_length=8, cache=EmbeddingCache(cache_dir))
+    fused = evaluate_suite("fusion", [adi], pair)["tasks"]["adi"]
+    split = adi.split(0.2, 42)
+    scores = sum(np.asarray(pair.queries(adi, split.test, side)) @ np.asarray(pair.corpus(adi, side)).T
+                 for side in ("document", "query"))
+    expected = retrieval_metrics(split.test, rank_from_scores(scores, adi.document_ids(), 100), adi.qrels)
+    np.testing.assert_allclose(fused["per_query"]["ndcg@10"], expected["ndcg@10"], atol=1e-6)
+    short = evaluate_suite("query", [adi], pair)["tasks"]["adi"]["per_query"]["ndcg@10"]
+    assert not np.allclose(short, fused["per_query"]["ndcg@10"])  # the sum is not one side alone
+    assert evaluation.Baseline("fusion").describe()["description"].startswith("sum of")
+
+
 def _run_cli(argv):
     """Through era_hf.cli once the lead registers the module; a local parser until then."""
     from era_hf import cli

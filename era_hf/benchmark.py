@@ -12,6 +12,8 @@ What runs (``docs/era-method.md``, "Evaluation"):
 Protocols:
 
 * ``in_domain``: train once on all tasks pooled, test on each task;
+* ``per_task``: one head per task, trained on that task alone and tested on it -- how a user deploys
+  ERA: one adapter for one fixed document index;
 * ``leave_one_out``: for each task T, train on the tasks whose *domain string* differs from T's and
   test on T. Domains are taken as given: in ``/work/shared/data`` every task has its own domain string
   (cisi "library and information science" and adi "library and information science (documentation)"
@@ -27,6 +29,7 @@ Layout of ``--out`` (one JSON per run, written atomically, with per-query values
 
     <out>/<pair>/baselines/<doc|query>.json
     <out>/<pair>/in_domain/<method>/r<ratio>/seed<k>.json          (r<ratio> = "no_labels" for alignment_only)
+    <out>/<pair>/per_task/<method>/r<ratio>/<task>/seed<k>.json
     <out>/<pair>/leave_one_out/<method>/r<ratio>/<held-out task>/seed<k>.json
 
 ``<pair>`` is ``<query encoder>__<document encoder>`` (last path components). Each file records
@@ -70,7 +73,8 @@ from .errors import ERAError
 
 FORMAT = "era_hf.benchmark/1"
 SPLIT_SEED = 42
-PROTOCOLS = ("in_domain", "leave_one_out")
+PROTOCOLS = ("in_domain", "per_task", "leave_one_out")
+PROTOCOL_TITLES = {"in_domain": "In-domain", "per_task": "Per task", "leave_one_out": "Leave-one-out"}
 BASELINE_METHODS = ("doc", "query", "fusion")
 DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.4)
 NO_LABELS_DIR = "no_labels"
@@ -525,7 +529,7 @@ class _Runner:
                   "heldout": heldout, "seed": seed, "split_seed": SPLIT_SEED}
         digest = config_hash(record)
         label = (f"{protocol} | {slug} | {method.name} | r={ratio if ratio is not None else 'none'} | seed {seed}"
-                 + (f" | held out {heldout}" if heldout else ""))
+                 + (f" | {'task' if protocol == 'per_task' else 'held out'} {heldout}" if heldout else ""))
         self.counts["planned"] += 1
         if cfg.dry_run:
             self.log(f"[dry run] {label}: {'exists' if _load_current(path, digest, lambda s: None) else 'to run'}")
@@ -612,7 +616,7 @@ class _Runner:
             if name in wanted:
                 self.baseline(name, pair, slug, tasks)
         for protocol in cfg.protocols:
-            ratios = list(cfg.label_ratios) if protocol == "in_domain" else [cfg.loo_ratio]
+            ratios = [cfg.loo_ratio] if protocol == "leave_one_out" else list(cfg.label_ratios)
             for method in methods:
                 if protocol == "leave_one_out" and cfg.loo_methods is not None and method.name not in cfg.loo_methods:
                     continue
@@ -621,6 +625,10 @@ class _Runner:
                     for seed in cfg.seeds:
                         if protocol == "in_domain":
                             self.trained(method, protocol, ratio, seed, pair, slug, tasks, tasks, None)
+                            continue
+                        if protocol == "per_task":
+                            for task in tasks:
+                                self.trained(method, protocol, ratio, seed, pair, slug, [task], [task], task.name)
                             continue
                         for held in tasks:
                             train = [t for t in tasks if t.domain != held.domain]

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .benchmark import PROTOCOL_TITLES, PROTOCOLS
 from .errors import ERAError
 
 METRICS = (("nDCG@10", "ndcg@10"), ("MAP@100", "map@100"))
@@ -276,7 +277,7 @@ def compare(files_a: Sequence[dict[str, Any]], files_b: Sequence[dict[str, Any]]
 def significance(pr: PairResults, loo_ratios: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Each ERA variant (mode both) vs label_only (same protocol and ratio) and vs the doc baseline."""
     rows = []
-    for protocol in ("in_domain", "leave_one_out"):
+    for protocol in PROTOCOLS:
         for ratio in pr.ratios(protocol):
             for method in pr.method_order():
                 files = pr.trained.get((protocol, method, ratio))
@@ -546,7 +547,9 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
         "its test queries; macro = unweighted mean over tasks; per domain = mean over the domain's tasks.",
         "- Cells: mean ± sample std over training seeds (python / numpy / torch seeds 0..N-1); a single value when "
         "one seed (or a deterministic zero-shot baseline).",
-        "- `in_domain`: one head trained on all tasks pooled, tested on each task. `leave_one_out`: for each task T, "
+        "- `in_domain`: one head trained on all tasks pooled, tested on each task. `per_task`: one head per task, "
+        "trained on that task alone (its documents for stage 1, its train queries for stage 2) and tested on it: one "
+        "adapter per fixed index, as users deploy ERA. `leave_one_out`: for each task T, "
         "a head trained on the tasks whose domain string differs from T's, tested on T. Domain strings are taken as "
         "given; where every task has its own domain string (as in this suite) this is leave-one-collection-out.",
         "- Methods without labels (`alignment_only`) do not depend on r: one run per seed, repeated in every ratio "
@@ -597,12 +600,12 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
                 table, notes = _result_table(pr, "in_domain", None, metric)
                 out += [f"### Zero-shot baselines: {label}", "", table, ""]
                 out += [f"- {n}" for n in notes] + ([""] if notes else [])
-        for protocol in ("in_domain", "leave_one_out"):
+        for protocol in PROTOCOLS:
             p_ratios = pr.ratios(protocol)
             if not p_ratios and not any(k[0] == protocol for k in pr.trained):
                 continue
             for ratio in p_ratios or [None]:
-                title = "In-domain" if protocol == "in_domain" else "Leave-one-out"
+                title = PROTOCOL_TITLES[protocol]
                 for label, metric in METRICS:
                     table, notes = _result_table(pr, protocol, ratio, metric)
                     rtxt = f"r = {ratio:g}" if ratio is not None else "no labels"

@@ -1,5 +1,5 @@
 """era-hf benchmark (era_hf.benchmark, era_hf.benchmark_report): a tiny end-to-end run (MiniLM on both sides,
-adi + medline, --quick epochs, one seed, r = 0.2, both protocols), resume without retraining, the report, and
+adi + medline, --quick epochs, one seed, r = 0.2, all three protocols), resume without retraining, the report, and
 the statistics. Uses the shared test embedding cache (warm after the first run)."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def bench(shared_data, tmp_path_factory):
     report = out / "BENCHMARKS.md"
     argv = ["benchmark", "--suite", str(shared_data / "adi"), str(shared_data / "medline"),
             "--query-encoder", MINILM, "--document-encoder", MINILM, "--label-ratios", "0.2", "--seeds", "1",
-            "--methods", *METHODS, "--protocols", "in_domain", "leave_one_out", "--quick",
+            "--methods", *METHODS, "--protocols", "in_domain", "per_task", "leave_one_out", "--quick",
             "--out", str(out / "results"), "--report", str(report), "--cache-dir", _cache_dir()]
     cfg = config_from_namespace(_parser().parse_args(argv))
     logs1: list[str] = []
@@ -68,11 +68,12 @@ def test_result_files_and_progress_lines(bench):
                 root / "in_domain" / "label_only" / "r0.2" / "seed0.json",
                 root / "in_domain" / "alignment_only" / "no_labels" / "seed0.json"]
     for method, ratio in (("era_reference", "r0.2"), ("label_only", "r0.2"), ("alignment_only", "no_labels")):
-        expected += [root / "leave_one_out" / method / ratio / task / "seed0.json" for task in ("adi", "medline")]
+        expected += [root / protocol / method / ratio / task / "seed0.json" for task in ("adi", "medline")
+                     for protocol in ("per_task", "leave_one_out")]
     for path in expected:
         assert path.is_file(), path
-    # 3 in-domain + 6 leave-one-out trained runs, 2 baselines
-    assert bench["first"]["trained"] == 9 and bench["first"]["baselines_evaluated"] == 2
+    # 3 in-domain + 6 per-task + 6 leave-one-out trained runs, 2 baselines
+    assert bench["first"]["trained"] == 15 and bench["first"]["baselines_evaluated"] == 2
     assert not (bench["out"] / ".work").exists()
 
     r = json.loads((root / "in_domain" / "era_reference" / "r0.2" / "seed0.json").read_text())
@@ -87,25 +88,27 @@ def test_result_files_and_progress_lines(bench):
     loo = json.loads((root / "leave_one_out" / "label_only" / "r0.2" / "adi" / "seed0.json").read_text())
     assert loo["train_tasks"] == ["medline"] and loo["test_tasks"] == ["adi"]
     assert loo["evaluation"]["tasks"]["adi"]["split"]["test"] == adi["split"]["test"]
+    own = json.loads((root / "per_task" / "era_reference" / "r0.2" / "medline" / "seed0.json").read_text())
+    assert own["train_tasks"] == own["test_tasks"] == ["medline"] and own["heldout"] == "medline"
 
     # one progress line per (protocol, method, ratio, seed[, held-out task]) with macro nDCG@10 and a time
-    runs = [ln for ln in bench["logs1"] if ln.startswith(("in_domain |", "leave_one_out |"))]
-    assert len(runs) == 9
+    runs = [ln for ln in bench["logs1"] if ln.startswith(("in_domain |", "per_task |", "leave_one_out |"))]
+    assert len(runs) == 15 and sum(" | task medline" in ln for ln in runs) == 3
     assert all(re.search(r"macro nDCG@10 \d\.\d{4} \| \d+\.\d s", ln) for ln in runs), runs
 
 
 def test_rerun_reuses_results(bench):
     second = bench["second"]
-    assert second["trained"] == 0 and second["reused"] == 9
+    assert second["trained"] == 0 and second["reused"] == 15
     assert second["baselines_evaluated"] == 0 and second["baselines_reused"] == 2
-    assert sum(1 for ln in bench["logs2"] if ln.endswith("| reused")) == 9
+    assert sum(1 for ln in bench["logs2"] if ln.endswith("| reused")) == 15
     assert bench["seconds"][1] < bench["seconds"][0]
 
 
 def test_report(bench):
     text = bench["report"].read_text()
     for heading in ("### In-domain, r = 0.2: nDCG@10", "### In-domain, r = 0.2: MAP@100",
-                    "### Leave-one-out, r = 0.2: nDCG@10", "### Significance", "## Commands", "## Environment"):
+                    "### Per task, r = 0.2: nDCG@10", "### Leave-one-out, r = 0.2: nDCG@10", "### Significance", "## Commands", "## Environment"):
         assert heading in text, heading
     for method in METHODS:
         assert f"| `{method}`" in text, method
@@ -122,7 +125,8 @@ def test_report(bench):
 
     rows = significance(collect(load_results(bench["out"]))[PAIR])
     pairs = {(r["protocol"], r["method"], r["versus"]) for r in rows}
-    assert pairs == {(p, "era_reference", v) for p in ("in_domain", "leave_one_out") for v in ("label_only", "doc")}
+    assert pairs == {(p, "era_reference", v) for p in ("in_domain", "per_task", "leave_one_out")
+                     for v in ("label_only", "doc")}
     for row in rows:
         assert row["n_queries"] == 32  # 17 adi + 15 medline test queries
         for key in ("delta", "ci_low", "ci_high", "p_signflip", "p_sign"):

@@ -47,7 +47,7 @@ def test_weight_zero_wins_ties_so_the_cheap_baseline_is_kept_when_validation_is_
     data = SimpleNamespace(x_train=x[:40], y_train=x[:40, :3], x_eval=x[40:], y_eval=x[40:, :3])
     head = LinearHead(6, 3, zero_init=True)
     info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), lambda h: 0.5)
-    assert info["weight"] == 0.0 and float(head.proj.weight.abs().sum()) == 0.0
+    assert info["weight"] == 0.0 and float(head.proj.weight.detach().abs().sum()) == 0.0
 
 
 def test_recommended_recipe_trains_and_masks_judged_documents(tmp_path, cache_dir, adi):
@@ -77,3 +77,46 @@ def test_corpus_negatives_reject_options_that_do_not_apply():
 
     with pytest.raises(ERAError, match="corpus"):
         AdaptationArguments(negatives="corpus", resample_negatives=True).validate()
+
+
+@pytest.mark.parametrize("keep_start", [True, False])
+def test_keep_start_lets_the_starting_head_win_early_stopping(keep_start):
+    from accelerate import Accelerator
+
+    from era_hf.training.loop import EpochLoop, LoopState
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(8, 3)
+    calls = []
+
+    def evaluate():  # validation gets worse with every epoch of training
+        calls.append(1)
+        return {"val_ndcg@10": 1.0 / len(calls)}
+
+    acc = Accelerator(cpu=True)
+    loop = EpochLoop(stage="adaptation", accelerator=acc, model=model,
+                     optimizer=torch.optim.SGD(model.parameters(), lr=0.5), scheduler=None, n_train=8, batch_size=4,
+                     epochs=4, seed=0, loss_fn=lambda m, shard, batch: m(x[shard]).pow(2).sum(-1) + 1.0,
+                     evaluate=evaluate, monitor="val_ndcg@10", higher_is_better=True, patience=2,
+                     show_progress=False, log_epochs=False, keep_start=keep_start)
+    state = loop.run(LoopState())
+    assert state.stopped_early and state.best_epoch == (0 if keep_start else 1)
+    same = all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    assert same == keep_start
+
+
+def test_score_weight_is_picked_on_train_and_validation_queries_only_when_labels_are_used(tmp_path, cache_dir, adi):
+    logs = {}
+    for mode, queries in (("both", "train_val"), ("both", "val"), ("alignment_only", "train_val")):
+        out = tmp_path / f"{mode}-{queries}"
+        run([adi], small_args(out, cache_dir, recipe="recommended", mode=mode,
+                              alignment={"score_weight_queries": queries}, adaptation={"epochs": 1}))
+        logs[mode, queries] = json.loads((out / "training_log.json").read_text())["stages"]["alignment"]["init"]
+    assert logs["both", "train_val"]["selected_by"] == "train + validation nDCG@10"
+    assert logs["both", "val"]["selected_by"] == logs["alignment_only", "train_val"]["selected_by"] == \
+        "validation nDCG@10"
+    # without labels the train queries are not used: the same validation scores as 'val'
+    assert logs["alignment_only", "train_val"]["val_ndcg@10"] == logs["both", "val"]["val_ndcg@10"]
+    assert logs["both", "train_val"]["val_ndcg@10"] != logs["both", "val"]["val_ndcg@10"]

@@ -30,6 +30,7 @@ from ..errors import ERAError
 MODES = ("both", "label_only", "alignment_only")
 ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
 INITS = ("random", "ridge", "procrustes")
+SCORE_WEIGHT_QUERIES = ("val", "train_val")
 ANCHORED_STAGE1 = ("skip", "ensemble", "score")
 NEGATIVE_STRATEGIES = ("topk_percpos", "naive_topk", "random", "corpus")
 TEACHERS = ("auto", "stage1", "document")
@@ -83,10 +84,15 @@ class AlignmentArguments:
     score_weights: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
                                           "anchored='score': candidate weights of the score-preserving map relative "
                                           "to the anchor (0 = the cheap baseline), picked on validation nDCG@10")
+    score_weight_queries: str = _f("val", "anchored='score': the labelled queries that pick the weight: 'val' or "
+                                          "'train_val' (stage 1 does not train on labels, so the train queries are "
+                                          "unseen there too: three times the queries at r = 0.2, a steadier pick)",
+                                   choices=SCORE_WEIGHT_QUERIES)
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _check_choice(self, "loss", ALIGNMENT_LOSSES)
+        _check_choice(self, "score_weight_queries", SCORE_WEIGHT_QUERIES)
         _check_choice(self, "init", INITS)
         _check_choice(self, "anchored", ANCHORED_STAGE1)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
@@ -132,6 +138,8 @@ class AdaptationArguments:
     early_stopping_metric: str = _f("loss", "validation metric for early stopping: loss (the reference) or "
                                             "ndcg@10 (exact search over each task's corpus)",
                                     choices=EARLY_STOPPING_METRICS)
+    keep_start: bool = _f(False, "early stopping also considers the starting head (epoch 0, the stage-1 result): "
+                                 "when no epoch beats it on validation, stage 2 changes nothing")
     in_batch_negatives: bool = _f(False, "also use the other positives of the global batch from the same task "
                                          "(never a document judged for the query) as negatives")
     all_positives: bool = _f(False, "one training pair per judged positive instead of one random positive per query")

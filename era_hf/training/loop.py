@@ -104,6 +104,7 @@ class EpochLoop:
             reference's stage 2) or ``"items"`` (mean over items, the reference's stage 1).
         monitor / higher_is_better / patience / min_delta: early stopping (``patience=None``: off,
             the best epoch is still recorded).
+        keep_start: the starting weights (epoch 0) compete for "best" too, so the stage can end unchanged.
         checkpoint: ``(state) -> None``, called every ``checkpoint_every`` epochs and when stopping.
         on_epoch_start: ``(epoch) -> None`` before an epoch (e.g. resampling negatives).
         penalty_fn: ``(module) -> scalar`` added to every process's loss (not averaged away).
@@ -116,7 +117,7 @@ class EpochLoop:
                  checkpoint: Callable[[LoopState], None] | None = None, checkpoint_every: int = 10,
                  stop_after_epoch: int | None = None, on_epoch_start: Callable[[int], None] | None = None,
                  penalty_fn: Callable[[Any], torch.Tensor] | None = None, show_progress: bool = True,
-                 log_epochs: bool = True, average: str = "batches") -> None:
+                 log_epochs: bool = True, average: str = "batches", keep_start: bool = False) -> None:
         self.stage, self.acc, self.model, self.optimizer, self.scheduler = stage, accelerator, model, optimizer, scheduler
         self.n_train, self.batch_size, self.epochs, self.seed = n_train, batch_size, epochs, seed
         self.loss_fn, self.evaluate, self.monitor = loss_fn, evaluate, monitor
@@ -125,6 +126,7 @@ class EpochLoop:
         self.on_epoch_start, self.penalty_fn = on_epoch_start, penalty_fn
         self.show_progress, self.log_epochs = show_progress, log_epochs
         self.average = average  # epoch train loss: "batches" (mean of batch means) or "items"
+        self.keep_start = keep_start
 
     @property
     def module(self) -> torch.nn.Module:
@@ -140,6 +142,8 @@ class EpochLoop:
             record = {"epoch": 0, **self._evaluate()}
             state.history.append(record)
             self._check_finite(record, 0)
+            if self.keep_start:
+                self._track_best(state, record)
         bar = None
         redirect = contextlib.nullcontext()
         if self.show_progress and acc.is_main_process and state.epoch < self.epochs:

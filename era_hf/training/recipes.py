@@ -109,20 +109,21 @@ RIDGE_INIT = Recipe(
 
 #: Ours (not the paper): what validation picked on ../shared/data (BENCHMARKS.md). The head is anchored on the
 #: document encoder's own query embedding (the untrained model is the cheap baseline), stage 1 is the closed-form
-#: score-preserving map mixed in with a validation-picked weight, stage 2 contrasts every positive with the whole
-#: task corpus and stops on validation nDCG@10.
+#: score-preserving map mixed in with a weight picked on the labelled non-test queries, stage 2 contrasts every
+#: positive with the whole task corpus, stops on validation nDCG@10 and keeps the stage-1 head if no epoch beats it.
 RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "
                 "ridge map that reproduces the query encoder's document scores (alignment.anchored='score'), "
-                "its weight picked on validation nDCG@10; stage 2 = InfoNCE of every positive against all unjudged "
-                "documents of the task (negatives='corpus', all_positives), AdamW lr 1e-4 without weight decay or "
-                "schedule, <= 100 epochs, early stopping on validation nDCG@10 (patience 5), best weights restored.",
+                "its weight picked on the nDCG@10 of the train + validation queries (stage 1 trains on no labels); "
+                "stage 2 = InfoNCE of every positive against all unjudged documents of the task (negatives='corpus', "
+                "all_positives), AdamW lr 1e-4 without weight decay or schedule, <= 100 epochs, early stopping on "
+                "validation nDCG@10 (patience 5) with the stage-1 head competing (keep_start), best weights restored.",
     training={"head": "linear", "anchor": True, "head_kwargs": {}},
-    alignment={**REFERENCE.alignment, "anchored": "score", "ridge_lambda": "auto"},
+    alignment={**REFERENCE.alignment, "anchored": "score", "ridge_lambda": "auto", "score_weight_queries": "train_val"},
     adaptation={**REFERENCE.adaptation, "negatives": "corpus", "all_positives": True, "lr": 1e-4,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "schedule": "constant", "epochs": 100,
-                "early_stopping_metric": "ndcg@10", "early_stopping_patience": 5},
+                "early_stopping_metric": "ndcg@10", "early_stopping_patience": 5, "keep_start": True},
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (REFERENCE, RIDGE_INIT, RECOMMENDED)}

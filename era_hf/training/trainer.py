@@ -367,7 +367,10 @@ class ERATrainer:
             init_info = saved["extra"]["init"]
         elif config.anchor and al.anchored == "score":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
-                init_info = stage1.score_preserving_init(head, data, al, self._val_ndcg(infos, embedder, device))
+                with_train = al.score_weight_queries == "train_val" and a.mode != "alignment_only"
+                init_info = stage1.score_preserving_init(head, data, al,
+                                                         self._val_ndcg(infos, embedder, device, with_train))
+                init_info["selected_by"] = f"{'train + validation' if with_train else 'validation'} nDCG@10"
             logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s)", init_info["weight"],
                         init_info["val_ndcg@10"])
         elif al.init != "random":
@@ -414,14 +417,17 @@ class ERATrainer:
         save(state)
         return head_state, info
 
-    def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any) -> Callable[[torch.nn.Module], float]:
-        """``head -> macro nDCG@10`` over the tasks' validation queries (never test queries)."""
+    def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any,
+                  with_train: bool = False) -> Callable[[torch.nn.Module], float]:
+        """``head -> macro nDCG@10`` over the tasks' validation queries (and train queries when ``with_train``;
+        never test queries)."""
         from ..evaluation import search_exact
         from ..metrics import retrieval_metrics
 
         per_task = []
         for info in infos:
-            qids = [q for q in info.split.val
+            pool = (list(info.split.train) if with_train else []) + list(info.split.val)
+            qids = [q for q in pool
                     if any(s > 0 and d in info.doc_row for d, s in info.task.qrels.get(q, {}).items())]
             if qids:
                 q = torch.as_tensor(np.array(embedder.queries(info.task, qids, "query")), device=device)
@@ -515,7 +521,7 @@ class ERATrainer:
                          min_delta=b.early_stopping_min_delta, checkpoint=save, checkpoint_every=b.checkpoint_every,
                          stop_after_epoch=stop_epoch if stop_stage == "adaptation" else None,
                          on_epoch_start=resample, penalty_fn=penalty, show_progress=not a.quiet,
-                         log_epochs=not a.quiet)
+                         log_epochs=not a.quiet, keep_start=b.keep_start)
         rows = -(-min(b.batch_size, n_train) // acc.num_processes) * (1 + b.num_negatives)
         with self._threads(device, rows * config.query_dim * config.document_dim < 2**26):
             state = loop.run(state)

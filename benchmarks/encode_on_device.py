@@ -81,7 +81,7 @@ def import_arrays(texts_file: Path, arrays: Path) -> None:
             sys.exit(f"{name}: {len(array)} rows for {len(entry['texts'])} texts")
         here = cache.lookup(fp, entry["texts"])
         if here is not None:
-            print(f"{name}: already cached here; max |GPU - CPU| = {float(np.abs(here - array).max()):.2e}")
+            print(f"{name}: already cached here; max |imported - cached| = {float(np.abs(here - array).max()):.2e}")
             continue
         cache.store(fp, entry["texts"], array)
         print(f"{name}: stored {array.shape}")

@@ -100,6 +100,9 @@ class BenchmarkMethod:
     mode: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: stage 1 aligns on the test tasks' documents (``alignment_tasks``): differs from training on them only
+    #: in ``leave_one_out``, so it runs there alone
+    align_on_test: bool = False
 
     @property
     def uses_labels(self) -> bool:
@@ -132,6 +135,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: recipe ridge_init: closed-form ridge stage 1, reference stage 2"),
     BenchmarkMethod("era_recommended", "recommended", "both", {},
                     "OURS: recipe `recommended` (era_hf's default), stage 1 then stage 2"),
+    BenchmarkMethod("era_recommended_index", "recommended", "both", {},
+                    "OURS: era_recommended with stage 1 on the documents of the held-out collection, the index that "
+                    "is searched (`--alignment-tasks`; its documents only, no labels); leave-one-out only",
+                    align_on_test=True),
     BenchmarkMethod("ref+in_batch_negatives", "reference", "both", {"adaptation.in_batch_negatives": True},
                     "era_reference + in-batch negatives (other positives of the batch, same task, never judged)"),
     BenchmarkMethod("ref+all_positives", "reference", "both", {"adaptation.all_positives": True},
@@ -527,6 +534,9 @@ class _Runner:
                   "train_tasks": [_task_record(t, ratio, True) for t in train_tasks],
                   "test_tasks": [_task_record(t, ratio, False) for t in test_tasks],
                   "heldout": heldout, "seed": seed, "split_seed": SPLIT_SEED}
+        alignment_tasks = list(test_tasks) if method.align_on_test else []
+        if alignment_tasks:
+            record["alignment_tasks"] = [_task_record(t, None, False) for t in alignment_tasks]
         digest = config_hash(record)
         label = (f"{protocol} | {slug} | {method.name} | r={ratio if ratio is not None else 'none'} | seed {seed}"
                  + (f" | {'task' if protocol == 'per_task' else 'held out'} {heldout}" if heldout else ""))
@@ -549,7 +559,7 @@ class _Runner:
         args.output_dir = str(workdir)
         t0 = time.perf_counter()
         try:
-            trainer = ERATrainer(pair, train_tasks, args, accelerator=self.accelerator)
+            trainer = ERATrainer(pair, train_tasks, args, accelerator=self.accelerator, alignment_tasks=alignment_tasks)
             model = trainer.train()
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -572,6 +582,7 @@ class _Runner:
                                   "description": method.description},
                        "label_ratio": ratio, "seed": seed, "split_seed": SPLIT_SEED, "heldout": heldout,
                        "train_tasks": [t.name for t in train_tasks], "test_tasks": [t.name for t in test_tasks],
+                       "alignment_tasks": [t.name for t in alignment_tasks],
                        "task_domains": {t.name: t.domain for t in test_tasks},
                        "arguments": args.to_dict(), "global_overrides": overrides, "evaluation": evaluation,
                        "training": training,
@@ -619,6 +630,8 @@ class _Runner:
             ratios = [cfg.loo_ratio] if protocol == "leave_one_out" else list(cfg.label_ratios)
             for method in methods:
                 if protocol == "leave_one_out" and cfg.loo_methods is not None and method.name not in cfg.loo_methods:
+                    continue
+                if method.align_on_test and protocol != "leave_one_out":
                     continue
                 method_ratios: list[float | None] = [None] if self.ratio_free(method, pair) else list(ratios)
                 for ratio in method_ratios:

@@ -20,7 +20,7 @@ from era_hf.errors import ERAError
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 PAIR = "all-MiniLM-L6-v2__all-MiniLM-L6-v2"
-METHODS = ["doc", "query", "era_reference", "label_only", "alignment_only"]
+METHODS = ["doc", "query", "era_reference", "label_only", "alignment_only", "era_recommended_index"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,8 +72,8 @@ def test_result_files_and_progress_lines(bench):
                      for protocol in ("per_task", "leave_one_out")]
     for path in expected:
         assert path.is_file(), path
-    # 3 in-domain + 6 per-task + 6 leave-one-out trained runs, 2 baselines
-    assert bench["first"]["trained"] == 15 and bench["first"]["baselines_evaluated"] == 2
+    # 3 in-domain + 6 per-task + 8 leave-one-out trained runs (era_recommended_index: leave-one-out only)
+    assert bench["first"]["trained"] == 17 and bench["first"]["baselines_evaluated"] == 2
     assert not (bench["out"] / ".work").exists()
 
     r = json.loads((root / "in_domain" / "era_reference" / "r0.2" / "seed0.json").read_text())
@@ -88,20 +88,26 @@ def test_result_files_and_progress_lines(bench):
     loo = json.loads((root / "leave_one_out" / "label_only" / "r0.2" / "adi" / "seed0.json").read_text())
     assert loo["train_tasks"] == ["medline"] and loo["test_tasks"] == ["adi"]
     assert loo["evaluation"]["tasks"]["adi"]["split"]["test"] == adi["split"]["test"]
+    assert not (root / "in_domain" / "era_recommended_index").exists()
+    assert not (root / "per_task" / "era_recommended_index").exists()
+    indexed = json.loads((root / "leave_one_out" / "era_recommended_index" / "r0.2" / "adi" / "seed0.json").read_text())
+    assert indexed["train_tasks"] == ["medline"] and indexed["alignment_tasks"] == ["adi"]
+    assert indexed["config"]["alignment_tasks"][0]["name"] == "adi"
+    assert indexed["training"]["stages"]["alignment"]["counts"] == {"adi": {"documents": 82, "queries": 0}}
     own = json.loads((root / "per_task" / "era_reference" / "r0.2" / "medline" / "seed0.json").read_text())
     assert own["train_tasks"] == own["test_tasks"] == ["medline"] and own["heldout"] == "medline"
 
     # one progress line per (protocol, method, ratio, seed[, held-out task]) with macro nDCG@10 and a time
     runs = [ln for ln in bench["logs1"] if ln.startswith(("in_domain |", "per_task |", "leave_one_out |"))]
-    assert len(runs) == 15 and sum(" | task medline" in ln for ln in runs) == 3
+    assert len(runs) == 17 and sum(" | task medline" in ln for ln in runs) == 3
     assert all(re.search(r"macro nDCG@10 \d\.\d{4} \| \d+\.\d s", ln) for ln in runs), runs
 
 
 def test_rerun_reuses_results(bench):
     second = bench["second"]
-    assert second["trained"] == 0 and second["reused"] == 15
+    assert second["trained"] == 0 and second["reused"] == 17
     assert second["baselines_evaluated"] == 0 and second["baselines_reused"] == 2
-    assert sum(1 for ln in bench["logs2"] if ln.endswith("| reused")) == 15
+    assert sum(1 for ln in bench["logs2"] if ln.endswith("| reused")) == 17
     assert bench["seconds"][1] < bench["seconds"][0]
 
 
@@ -126,7 +132,8 @@ def test_report(bench):
     rows = significance(collect(load_results(bench["out"]))[PAIR])
     pairs = {(r["protocol"], r["method"], r["versus"]) for r in rows}
     assert pairs == {(p, "era_reference", v) for p in ("in_domain", "per_task", "leave_one_out")
-                     for v in ("label_only", "doc")}
+                     for v in ("label_only", "doc")} | {("leave_one_out", "era_recommended_index", v)
+                                                       for v in ("label_only", "doc")}
     for row in rows:
         assert row["n_queries"] == 32  # 17 adi + 15 medline test queries
         for key in ("delta", "ci_low", "ci_high", "p_signflip", "p_sign"):

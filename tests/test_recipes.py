@@ -120,3 +120,29 @@ def test_score_weight_is_picked_on_train_and_validation_queries_only_when_labels
     # without labels the train queries are not used: the same validation scores as 'val'
     assert logs["alignment_only", "train_val"]["val_ndcg@10"] == logs["both", "val"]["val_ndcg@10"]
     assert logs["both", "train_val"]["val_ndcg@10"] != logs["both", "val"]["val_ndcg@10"]
+
+
+def test_alignment_tasks_lend_only_their_documents_to_stage_1(tmp_path, cache_dir, adi):
+    from era_hf.errors import ERAError
+    from era_hf.tasks import load_task
+    from era_hf.training import ERATrainer
+
+    synth = load_task(str(write_beir(tmp_path / "synth", n_docs=40, n_queries=20, name="synth")))
+    out = tmp_path / "indexed"
+    args = small_args(out, cache_dir, recipe="recommended", adaptation={"epochs": 1})
+    trainer = ERATrainer(None, [adi], args, alignment_tasks=[synth])
+    model = trainer.train()
+    stage1 = trainer.log["stages"]["alignment"]
+    assert stage1["counts"] == {"synth": {"documents": 40, "queries": 0}}  # adi's documents are not aligned on
+    assert [t["name"] for t in trainer.log["tasks"]] == ["adi"]  # labels: adi's only
+    assert model.config.training["alignment_tasks"] == ["synth"]
+    plain = ERATrainer(None, [adi], small_args(tmp_path / "plain", cache_dir, recipe="recommended",
+                                               adaptation={"epochs": 1}))
+    plain.train()
+    assert plain.log["stages"]["alignment"]["counts"] == {"adi": {"documents": 82, "queries": 0}}
+    with pytest.raises(ERAError, match="include_queries"):
+        ERATrainer(None, [adi], small_args(tmp_path / "x", cache_dir, alignment={"include_queries": True}),
+                   alignment_tasks=[synth])
+    with pytest.raises(ERAError, match="other settings.*alignment_tasks"):  # resuming with other alignment tasks
+        ERATrainer(None, [adi], small_args(out, cache_dir, recipe="recommended", adaptation={"epochs": 1},
+                                           resume=True)).train()

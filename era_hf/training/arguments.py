@@ -176,6 +176,9 @@ class TrainingArguments:
 
     tasks: list[str] = _f([], "task specs: BEIR directories, a suite directory of task directories, Hub ids "
                               "(mair:<Task>, BeIR/<name>) or builtin:stdlib-code")
+    alignment_tasks: list[str] = _f([], "stage 1 aligns on the documents of these tasks instead of the training "
+                                        "tasks' (only their corpora are read, no labels): e.g. the index the adapter "
+                                        "will search when its labels come from other collections")
     output_dir: str | None = _f(None, "output directory (model, training_log.json, loss_curves.png, checkpoints/)")
     query_encoder: str = _f(DEFAULT_QUERY_ENCODER, "strong query encoder (Hub id or local path)")
     document_encoder: str = _f(DEFAULT_DOCUMENT_ENCODER, "lightweight document encoder (Hub id or local path)")

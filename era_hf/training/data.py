@@ -139,8 +139,11 @@ class TaskInfo:
         return self._corpus
 
 
-def prepare_tasks(tasks: Sequence[Any], args: TrainingArguments) -> list[TaskInfo]:
-    """Split every task (``task.split(label_ratio, split_seed)``), with the reference's 1-query fallback."""
+def prepare_tasks(tasks: Sequence[Any], args: TrainingArguments, labels: bool = True) -> list[TaskInfo]:
+    """Split every task (``task.split(label_ratio, split_seed)``), with the reference's 1-query fallback.
+
+    ``labels=False``: tasks that only lend their documents to stage 1 (``alignment_tasks``): no split.
+    """
     names = [t.name for t in tasks]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -148,10 +151,10 @@ def prepare_tasks(tasks: Sequence[Any], args: TrainingArguments) -> list[TaskInf
     infos: list[TaskInfo] = []
     offset = 0
     for i, task in enumerate(tasks):
-        split = task.split(args.label_ratio, args.split_seed)
+        split = task.split(args.label_ratio, args.split_seed) if labels else None
         notes = []
-        n_judged = len(split.train) + len(split.val) + len(split.test)
-        if args.mode != "alignment_only" and int(args.label_ratio * n_judged) < 1:
+        n_judged = len(split.train) + len(split.val) + len(split.test) if labels else 0
+        if labels and args.mode != "alignment_only" and int(args.label_ratio * n_judged) < 1:
             note = (f"task {task.name!r}: label_ratio={args.label_ratio} of {n_judged} judged queries gives no "
                     f"training query; falling back to 1 query (as the reference does)")
             warnings.warn(note, stacklevel=3)

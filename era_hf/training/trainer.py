@@ -89,7 +89,7 @@ class ERATrainer:
     """
 
     def __init__(self, model_or_pair: Any = None, tasks: Sequence[Any] = (), args: TrainingArguments | None = None,
-                 accelerator: Any = None) -> None:
+                 accelerator: Any = None, alignment_tasks: Sequence[Any] = ()) -> None:
         if args is None:
             raise ERAError("ERATrainer needs TrainingArguments (args=...)")
         if not isinstance(args, TrainingArguments):
@@ -104,6 +104,10 @@ class ERATrainer:
             self.tasks = list(args.tasks)
         if not self.tasks:
             raise ERAError("no tasks to train on (pass tasks=... or args.tasks)")
+        self.alignment_tasks = list(alignment_tasks) or list(args.alignment_tasks)
+        if self.alignment_tasks and args.alignment.include_queries:
+            raise ERAError("alignment.include_queries uses the training tasks' query texts: it cannot be combined "
+                           "with alignment_tasks (stage 1 on other tasks' documents)")
         self.accelerator = accelerator
         self.log: dict[str, Any] = {}
         self.data: Any = None
@@ -142,14 +146,15 @@ class ERATrainer:
             return obj, None
         raise ERAError(f"model_or_pair must be an ERAModel, an EncoderPair or None; got {type(obj).__name__}")
 
-    def _load_tasks(self) -> list[Any]:
+    @staticmethod
+    def _load_tasks(given: list[Any]) -> list[Any]:
         from ..tasks import load_suite
 
-        specs = [t for t in self.tasks if isinstance(t, (str, os.PathLike))]
-        if specs and len(specs) != len(self.tasks):
+        specs = [t for t in given if isinstance(t, (str, os.PathLike))]
+        if specs and len(specs) != len(given):
             raise ERAError("tasks must be all RetrievalTask objects or all specs")
         if not specs:
-            return self.tasks
+            return given
         tasks: list[Any] = []
         for spec in specs:  # each spec: a task (dir / hub id / builtin) or a suite directory of task dirs
             tasks += load_suite(os.fspath(spec))
@@ -212,15 +217,16 @@ class ERATrainer:
             default_instruction=instructions.pop() if len(instructions) == 1 else "",
             head_type=a.head, head_kwargs=dict(a.head_kwargs), anchor=a.anchor)
 
-    def _compat(self, config: Any, tasks: Sequence[Any]) -> dict[str, Any]:
+    def _compat(self, config: Any, tasks: Sequence[Any], alignment_tasks: Sequence[Any]) -> dict[str, Any]:
         flat = self.args.flat(include_neutral=False)
-        for k in ("tasks", "output_dir", "recipe", "query_encoder", "document_encoder", "head", "anchor",
-                  "head_kwargs"):
+        for k in ("tasks", "alignment_tasks", "output_dir", "recipe", "query_encoder", "document_encoder", "head",
+                  "anchor", "head_kwargs"):
             flat.pop(k, None)
         return {**flat, "query_encoder": config.query_encoder, "document_encoder": config.document_encoder,
                 "query_dim": config.query_dim, "document_dim": config.document_dim, "head": config.head_type,
                 "head_kwargs": dict(config.head_kwargs), "anchor": bool(config.anchor),
-                "tasks": [[t.name, getattr(t, "revision", None)] for t in tasks]}
+                "tasks": [[t.name, getattr(t, "revision", None)] for t in tasks],
+                "alignment_tasks": [[t.name, getattr(t, "revision", None)] for t in alignment_tasks]}
 
     # ------------------------------------------------------------------ the run
     def train(self) -> Any:
@@ -235,12 +241,13 @@ class ERATrainer:
         set_seed(a.seed)
         stop_stage, stop_epoch = parse_stop_after(a.stop_after) if a.stop_after else (None, None)
         pair, given_model = self._pair(acc)
-        tasks = self._load_tasks()
+        tasks = self._load_tasks(self.tasks)
+        alignment_tasks = self._load_tasks(self.alignment_tasks) if self.alignment_tasks else []
         dims = self._dims(pair, given_model)
         config = self._config(pair, given_model, dims, tasks)
         if config.lora:
             raise ERAError("training a LoRA query encoder is not supported by era-hf train (heads only)")
-        compat = self._compat(config, tasks)
+        compat = self._compat(config, tasks, alignment_tasks)
         ckpts = Checkpoints(out, acc)
         if ckpts.exists():
             if a.overwrite:
@@ -261,6 +268,7 @@ class ERATrainer:
         model = given_model if given_model is not None else ERAModel(config)
         base_head = copy.deepcopy(model.head).cpu()
         infos = prepare_tasks(tasks, a)
+        align_infos = prepare_tasks(alignment_tasks, a, labels=False) if alignment_tasks else infos
         embedder = Embedder(pair, acc)
         device = acc.device
         timings: dict[str, float] = {}
@@ -281,8 +289,8 @@ class ERATrainer:
                               "(document encoder on both sides)", stacklevel=2)
         elif run_stage1:
             t0 = time.perf_counter()
-            stage1_state, info1 = self._stage1(acc, ckpts, saved["alignment"], base_head, infos, embedder, config,
-                                               compat, device, stop_stage, stop_epoch)
+            stage1_state, info1 = self._stage1(acc, ckpts, saved["alignment"], base_head, infos, align_infos,
+                                               embedder, config, compat, device, stop_stage, stop_epoch)
             timings["alignment_seconds"] = round(time.perf_counter() - t0, 3)
             log_stages["alignment"] = info1
             init_label = info1["init"]["method"]
@@ -321,6 +329,8 @@ class ERATrainer:
         config.training = {"recipe": a.recipe, "recipe_overrides": overrides, "mode": a.mode,
                            "label_ratio": a.label_ratio, "seed": a.seed, "split_seed": a.split_seed,
                            "tasks": [t.name for t in tasks]}
+        if alignment_tasks:
+            config.training["alignment_tasks"] = [t.name for t in alignment_tasks]
         timings["total_seconds"] = round(time.perf_counter() - t_start, 3)
         self.log = self._training_log(config, pair, infos, log_stages, timings, overrides, embedder)
         acc.wait_for_everyone()
@@ -351,13 +361,14 @@ class ERATrainer:
         finally:
             torch.set_num_threads(old)
 
-    def _stage1(self, acc, ckpts, saved, base_head, infos, embedder, config, compat, device, stop_stage, stop_epoch):
+    def _stage1(self, acc, ckpts, saved, base_head, infos, align_infos, embedder, config, compat, device, stop_stage,
+                stop_epoch):
         a = self.args
         al = a.alignment
         if saved is not None and saved["complete"]:
             logger.info("alignment: finished in an earlier run (checkpoint), skipped")
             return saved["head"], saved["extra"]["info"]
-        data = build_alignment_data(infos, embedder, a, device)
+        data = build_alignment_data(align_infos, embedder, a, device)
         if data.x_train.shape[1] != config.query_dim or data.y_train.shape[1] != config.document_dim:
             raise ERAError(f"the head maps {config.query_dim}-d to {config.document_dim}-d but the encoders give "
                            f"{data.x_train.shape[1]}-d and {data.y_train.shape[1]}-d embeddings")

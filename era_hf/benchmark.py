@@ -407,7 +407,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
 
 def _hash_arguments(args: Any, with_ratio: bool) -> dict[str, Any]:
     flat = args.flat(include_neutral=False)
-    for key in ("tasks", "output_dir", "recipe"):
+    for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves
         flat.pop(key, None)
     if not with_ratio:
         flat.pop("label_ratio", None)

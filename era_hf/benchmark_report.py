@@ -43,6 +43,8 @@ from .benchmark import PROTOCOL_TITLES, PROTOCOLS
 from .errors import ERAError
 
 METRICS = (("nDCG@10", "ndcg@10"), ("MAP@100", "map@100"))
+#: A hand-written file in the results directory, copied into the report (e.g. where embeddings were computed).
+NOTES_FILE = "NOTES.md"
 N_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 _EPS = 1e-12
@@ -638,6 +640,9 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
     speed = _speed_section(results_dir, report_path)
     if speed:
         out += [speed, ""]
+    notes = Path(results_dir) / NOTES_FILE
+    if notes.is_file():  # how the results were produced, where the commands alone do not say it
+        out += ["## Notes on these results", "", notes.read_text(encoding="utf-8").strip(), ""]
     out += ["## Commands", "", "The result files were produced by:", "", "```"]
     out += [c for c, _ in _distinct(r.get("command") for r in results if r.get("command"))]
     out += [regenerate, "```", ""]

@@ -45,6 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .task_embeddings import EncoderPair
     from .tasks import load_task
     from .training import get_recipe, train
+    from .training.checkpoints import CheckpointMismatch
 
     start = time.perf_counter()
     out = Path(args.output)
@@ -56,7 +57,12 @@ def run_demo(args: argparse.Namespace) -> int:
     training = get_recipe(args.recipe).arguments(
         tasks=[args.task], output_dir=str(model_dir), label_ratio=args.label_ratio, resume=True, quiet=True,
         alignment={"docs_per_task": args.alignment_docs})
-    train(training)
+    try:
+        train(training)  # continues (or reuses) an interrupted demo run with the same settings
+    except CheckpointMismatch as err:  # the demo owns its output folder: an earlier run's settings are no reason to stop
+        _step(f"the checkpoints in {model_dir} cannot continue this run ({str(err).split(';')[0]}); starting over")
+        training.resume, training.overwrite = False, True
+        train(training)
 
     _step("evaluating on the test split (ERA vs. the cheap index)")
     method = ERAMethod(str(model_dir))

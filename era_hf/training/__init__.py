@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .arguments import AdaptationArguments, AlignmentArguments, TrainingArguments
+from .checkpoints import CheckpointMismatch
 from .loop import TrainingStopped
 from .recipes import RECIPES, Recipe, get_recipe, register_recipe
 from .trainer import ERATrainer
@@ -31,5 +32,5 @@ def train(args: TrainingArguments) -> Path:
     return Path(args.output_dir)
 
 
-__all__ = ["AdaptationArguments", "AlignmentArguments", "ERATrainer", "RECIPES", "Recipe", "TrainingArguments",
-           "TrainingStopped", "get_recipe", "register_recipe", "train"]
+__all__ = ["AdaptationArguments", "AlignmentArguments", "CheckpointMismatch", "ERATrainer", "RECIPES", "Recipe",
+           "TrainingArguments", "TrainingStopped", "get_recipe", "register_recipe", "train"]

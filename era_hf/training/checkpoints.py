@@ -31,6 +31,11 @@ from ..errors import ERAError
 from .state_io import load_state, save_state
 
 FORMAT = 3
+
+
+class CheckpointMismatch(ERAError):
+    """The checkpoints in an output directory cannot continue this run: unreadable, written by another
+    era_hf version, or made with other settings. ``--overwrite`` (or another output) starts afresh."""
 STAGES = ("alignment", "adaptation")
 STATE = "training_state"
 
@@ -79,12 +84,12 @@ class Checkpoints:
         try:
             state = load_state(self.stage_dir(stage), STATE)
         except ERAError as err:
-            raise ERAError(f"{err}; delete {self.root} or pass --overwrite") from None
+            raise CheckpointMismatch(f"{err}; delete {self.root} or pass --overwrite") from None
         if state is None:
             return None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ERAError(f"checkpoint {self.stage_dir(stage)} has an unknown format; delete {self.root} "
-                           "or pass --overwrite")
+            raise CheckpointMismatch(f"checkpoint {self.stage_dir(stage)} has an unknown format; delete "
+                                     f"{self.root} or pass --overwrite")
         return state
 
     def save(self, stage: str, state: dict[str, Any], config: Any) -> None:
@@ -108,7 +113,7 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: Path
     s_dims = (saved.get("query_dim"), saved.get("document_dim"))
     c_dims = (current.get("query_dim"), current.get("document_dim"))
     if s_dims != c_dims:
-        raise ERAError(
+        raise CheckpointMismatch(
             f"checkpoint {where} holds a {s_dims[0]}->{s_dims[1]} head (query encoder "
             f"{saved.get('query_encoder')!r}, document encoder {saved.get('document_encoder')!r}) but the encoders "
             f"of this run give {c_dims[0]}-d queries and {c_dims[1]}-d documents ({current.get('query_encoder')!r}, "
@@ -117,5 +122,5 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: Path
              if saved.get(k) != current.get(k)}
     if diffs:
         listed = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diffs.items())
-        raise ERAError(f"cannot resume from {where}: it was made with other settings ({listed}); "
+        raise CheckpointMismatch(f"cannot resume from {where}: it was made with other settings ({listed}); "
                        "rerun with the same settings, or use another --output / --overwrite")

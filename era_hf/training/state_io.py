@@ -83,6 +83,8 @@ def load_state(directory: str | Path, name: str) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not {"tensors", "sha256", "state"} <= set(record):
+            raise ValueError("not a state written by this era_hf version")
         tensor_file = directory / Path(record["tensors"]).name
         if sha256_file(tensor_file) != record["sha256"]:
             raise ValueError(f"{tensor_file.name} does not match its recorded sha256")

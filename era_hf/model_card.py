@@ -443,7 +443,7 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
         if name in NEUTRAL_FIELDS or name.rsplit(".", 1)[-1] in ("tasks", "output_dir"):
             continue
         if isinstance(value, list):
-            if len(value) > 12:
+            if len(value) > 12 or not value:
                 continue
             value = ", ".join(map(str, value))
         hyper.append((name, _fmt(value)))

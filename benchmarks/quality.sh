@@ -5,7 +5,7 @@
 # Its corpus embeddings (the `query` / `fusion` baselines and stage 1) were computed once on a GPU with the same
 # code (benchmarks/encode_on_device.py) and imported into the embedding cache; on a CPU they are computed on
 # the first run (hours for vaswani's 11,429 documents with all-mpnet-base-v2).
-# Seeds: 3 wherever the CPU budget allowed; the leave-one-out rows of the paper's recipe have 1.
+# Seeds: 3 everywhere except the leave-one-out rows of the paper's recipe (1).
 set -euo pipefail
 SUITE=${SUITE:-../shared/data}
 OUT=${OUT:-results}
@@ -23,9 +23,11 @@ era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
     --methods era_recommended era_reference label_only label_only_fair
+# 3b. each option of ours at the other ratios.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended era_recommended_index
+    --methods era_recommended era_recommended_index alignment_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \

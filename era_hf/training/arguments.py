@@ -91,10 +91,7 @@ class AlignmentArguments:
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
-        _check_choice(self, "loss", ALIGNMENT_LOSSES)
-        _check_choice(self, "score_weight_queries", SCORE_WEIGHT_QUERIES)
-        _check_choice(self, "init", INITS)
-        _check_choice(self, "anchored", ANCHORED_STAGE1)
+        _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
                         "checkpoint_every", allow_zero=("weight_decay",))
         _check_nonneg_int(self, "epochs", "refine_epochs")
@@ -148,10 +145,7 @@ class AdaptationArguments:
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
-        _check_choice(self, "negatives", NEGATIVE_STRATEGIES)
-        _check_choice(self, "teacher", TEACHERS)
-        _check_choice(self, "schedule", SCHEDULES)
-        _check_choice(self, "early_stopping_metric", EARLY_STOPPING_METRICS)
+        _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
                         "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
                         "warmup_ratio", allow_zero=("weight_decay", "anchor_penalty", "early_stopping_min_delta",
@@ -261,11 +255,7 @@ class TrainingArguments:
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
         self.tasks = [str(t) for t in self.tasks]
-        _check_choice(self, "mode", MODES)
-        _check_choice(self, "head", HEADS)
-        for name in ("query_pooling", "document_pooling"):
-            if getattr(self, name) is not None:
-                _check_choice(self, name, ("mean", "cls", "last_token"))
+        _check_choices(self)
         _check_fraction(self, "label_ratio")
         _check_int(self, "seed", "split_seed")
         _check_positive(self, "query_max_length", "document_max_length", "encode_batch_size")
@@ -299,10 +289,15 @@ def parse_stop_after(value: str) -> tuple[str, int | None]:
 
 
 # ---------------------------------------------------------------------- validation helpers
-def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    if value not in choices:
-        raise ERAError(f"{_prefix(obj)}{name} must be one of {', '.join(choices)}; got {value!r}")
+def _check_choices(obj: Any) -> None:
+    """Every field declared with ``choices`` holds one of them (None too where None is the default)."""
+    for f in fields(obj):
+        choices = f.metadata.get("choices")
+        value = getattr(obj, f.name)
+        if choices is None or (value is None and f.default is None):
+            continue
+        if value not in choices:
+            raise ERAError(f"{_prefix(obj)}{f.name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _prefix(obj: Any) -> str:

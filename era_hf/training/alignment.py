@@ -195,7 +195,8 @@ def closed_form_init(head: torch.nn.Module, data: Any, args: AlignmentArguments)
 
 
 def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
-                          val_ndcg: Callable[[torch.nn.Module], float]) -> dict[str, Any]:
+                          val_ndcg: Callable[[torch.nn.Module], float],
+                          selected_by: str = "validation nDCG@10") -> dict[str, Any]:
     """Anchored heads, ``anchored="score"`` (ours): keep the strong encoder's *scores*, not its coordinates.
 
     Ridge-regress the query encoder's embeddings of the alignment texts on the document encoder's
@@ -226,4 +227,4 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
         head.proj.bias.zero_()
     return {"method": "score", "weight": best, "val_ndcg@10": scores, "scale": scale,
             "ridge_lambda": info["ridge_lambda"], "heldout_cosine": info["heldout_cosine"],
-            "selected_by": "validation nDCG@10"}
+            "selected_by": selected_by}

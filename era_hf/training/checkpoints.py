@@ -36,6 +36,8 @@ FORMAT = 3
 class CheckpointMismatch(ERAError):
     """The checkpoints in an output directory cannot continue this run: unreadable, written by another
     era_hf version, or made with other settings. ``--overwrite`` (or another output) starts afresh."""
+
+
 STAGES = ("alignment", "adaptation")
 STATE = "training_state"
 
@@ -123,4 +125,4 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], where: Path
     if diffs:
         listed = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diffs.items())
         raise CheckpointMismatch(f"cannot resume from {where}: it was made with other settings ({listed}); "
-                       "rerun with the same settings, or use another --output / --overwrite")
+                                 "rerun with the same settings, or use another --output / --overwrite")

@@ -379,9 +379,9 @@ class ERATrainer:
         elif config.anchor and al.anchored == "score":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 with_train = al.score_weight_queries == "train_val" and a.mode != "alignment_only"
-                init_info = stage1.score_preserving_init(head, data, al,
-                                                         self._val_ndcg(infos, embedder, device, with_train))
-                init_info["selected_by"] = f"{'train + validation' if with_train else 'validation'} nDCG@10"
+                init_info = stage1.score_preserving_init(
+                    head, data, al, self._val_ndcg(infos, embedder, device, with_train),
+                    selected_by=f"{'train + validation' if with_train else 'validation'} nDCG@10")
             logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s)", init_info["weight"],
                         init_info["val_ndcg@10"])
         elif al.init != "random":

@@ -13,6 +13,7 @@ reverse; the orphaned tensor file is removed by the next save.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path, atomic_write_text, sha256_file
+from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import ERAError
 
 
@@ -58,15 +59,15 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def save_state(directory: str | Path, name: str, state: dict[str, Any]) -> None:
     """Write ``name.<id>.safetensors`` then ``name.json`` (the commit marker), each atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     directory = Path(directory)
     tensors: dict[str, torch.Tensor] = {}
     structure = _encode(state, tensors)
+    data = save(tensors)  # hashed and written from memory: the file is never read back
     tensor_file = directory / f"{name}.{uuid.uuid4().hex[:12]}.safetensors"
-    with atomic_path(tensor_file) as tmp:
-        save_file(tensors, str(tmp))
-    record = {"tensors": tensor_file.name, "sha256": sha256_file(tensor_file), "state": structure}
+    atomic_write_bytes(tensor_file, data)
+    record = {"tensors": tensor_file.name, "sha256": hashlib.sha256(data).hexdigest(), "state": structure}
     atomic_write_text(directory / f"{name}.json", json.dumps(record))
     for stale in directory.glob(f"{name}.*.safetensors"):
         if stale != tensor_file:
@@ -75,7 +76,7 @@ def save_state(directory: str | Path, name: str, state: dict[str, Any]) -> None:
 
 def load_state(directory: str | Path, name: str) -> dict[str, Any] | None:
     """Read a state written by :func:`save_state`; None when there is none (no JSON marker)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     directory = Path(directory)
     marker = directory / f"{name}.json"
@@ -86,8 +87,9 @@ def load_state(directory: str | Path, name: str) -> dict[str, Any] | None:
         if not isinstance(record, dict) or not {"tensors", "sha256", "state"} <= set(record):
             raise ValueError("not a state written by this era_hf version")
         tensor_file = directory / Path(record["tensors"]).name
-        if sha256_file(tensor_file) != record["sha256"]:
+        data = tensor_file.read_bytes()  # read once: checked, then decoded
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
             raise ValueError(f"{tensor_file.name} does not match its recorded sha256")
-        return _decode(record["state"], load_file(str(tensor_file)))
+        return _decode(record["state"], load(data))
     except Exception as err:  # damaged JSON / safetensors / missing tensor keys
         raise ERAError(f"training state {marker} cannot be read ({err})") from None

@@ -137,8 +137,17 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: recipe `recommended` (era_hf's default), stage 1 then stage 2"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the documents of the held-out collection, the index that "
-                    "is searched (`--alignment-tasks`; its documents only, no labels); leave-one-out only",
+                    "is searched (`--alignment-tasks`; its documents only, no labels), so the clarity guard is on "
+                    "(`score_weight_guard=auto`: its own unlabelled non-test queries veto the weights that blur "
+                    "their rankings); leave-one-out only",
                     align_on_test=True),
+    BenchmarkMethod("rec+clarity_guard", "recommended", "both", {"alignment.score_weight_guard": "clarity"},
+                    "OURS: era_recommended whose score-map weight may only be one under which the searched "
+                    "collection's unlabelled non-test queries stand out of its corpus at least as clearly as with "
+                    "the cheap encoder (alignment.score_weight_guard=clarity)"),
+    BenchmarkMethod("rec_index+no_guard", "recommended", "both", {"alignment.score_weight_guard": "none"},
+                    "OURS: era_recommended_index without the clarity guard: the score-map weight is picked on the "
+                    "other collections' labels alone; leave-one-out only", align_on_test=True),
     BenchmarkMethod("ref+in_batch_negatives", "reference", "both", {"adaptation.in_batch_negatives": True},
                     "era_reference + in-batch negatives (other positives of the batch, same task, never judged)"),
     BenchmarkMethod("ref+all_positives", "reference", "both", {"adaptation.all_positives": True},
@@ -405,8 +414,15 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
     return args
 
 
-def _hash_arguments(args: Any, with_ratio: bool) -> dict[str, Any]:
+def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
+    from .training.arguments import resolved_score_weight_guard
+
     flat = args.flat(include_neutral=False)
+    # hashed as what it does: runs it leaves unguarded keep the hash they had before the option existed
+    guard = resolved_score_weight_guard(args, has_alignment_tasks)
+    flat.pop("alignment.score_weight_guard")
+    if guard != "none":
+        flat["alignment.score_weight_guard"] = guard
     for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves
         flat.pop(key, None)
     if not with_ratio:
@@ -530,7 +546,8 @@ class _Runner:
                                   output_dir=str(path.parent), cpu=cfg.cpu, quiet=not cfg.verbose)
         record = {"format": FORMAT, "kind": "trained", "protocol": protocol, "method": method.name,
                   "recipe": method.recipe, "mode": method.mode,
-                  "arguments": _hash_arguments(args, ratio is not None), "encoders": pair.describe(),
+                  "arguments": _hash_arguments(args, ratio is not None, method.align_on_test),
+                  "encoders": pair.describe(),
                   "train_tasks": [_task_record(t, ratio, True) for t in train_tasks],
                   "test_tasks": [_task_record(t, ratio, False) for t in test_tasks],
                   "heldout": heldout, "seed": seed, "split_seed": SPLIT_SEED}

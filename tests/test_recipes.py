@@ -146,3 +146,82 @@ def test_alignment_tasks_lend_only_their_documents_to_stage_1(tmp_path, cache_di
     with pytest.raises(ERAError, match="other settings.*alignment_tasks"):  # resuming with other alignment tasks
         ERATrainer(None, [adi], small_args(out, cache_dir, recipe="recommended", adaptation={"epochs": 1},
                                            resume=True)).train()
+
+
+def test_query_clarity_measures_how_far_the_top_stands_out_and_ignores_a_querys_scale():
+    from era_hf.training.alignment import query_clarity
+
+    g = torch.Generator().manual_seed(2)
+    docs = torch.nn.functional.normalize(torch.randn(200, 16, generator=g), dim=-1)
+    on_a_doc = docs[:3] + 0.01 * torch.randn(3, 16, generator=g)  # each query sits on one document
+    vague = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=-1)
+    assert query_clarity(on_a_doc, docs, k=1) > query_clarity(vague, docs, k=1) + 1.0
+    assert query_clarity(5.0 * on_a_doc, docs) == pytest.approx(query_clarity(on_a_doc, docs), rel=1e-5)
+    flat = torch.ones(1, 2)
+    assert query_clarity(flat, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), k=1) == 0.0  # all scores equal
+
+
+@pytest.mark.parametrize("guard_prefers, expected", [("larger", 1.5), ("smaller", 0.0)])
+def test_clarity_guard_removes_weights_before_validation_picks(guard_prefers, expected):
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(100, 6, generator=g), dim=-1)
+    data = SimpleNamespace(x_train=x[:90], y_train=x[:90, :4], x_eval=x[90:], y_eval=x[90:, :4])
+    head = LinearHead(6, 4, zero_init=True)
+    size = lambda h: float(h.proj.weight.detach().norm())  # noqa: E731
+    guard = size if guard_prefers == "larger" else (lambda h: -size(h))
+    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), size, guard=guard)
+    assert info["weight"] == expected  # validation alone would always take the largest weight
+    assert set(info["guard"]["clarity"]) == {"0.0", "0.25", "0.5", "0.75", "1.0", "1.5"}
+    assert info["guard"]["kept"] == (["0.0"] if expected == 0.0 else ["0.0", "0.25", "0.5", "0.75", "1.0", "1.5"])
+    assert list(info["val_ndcg@10"]) == info["guard"]["kept"]  # rejected weights are never validated
+
+
+def test_clarity_guard_reads_the_searched_tasks_non_test_queries(tmp_path, cache_dir, adi):
+    from era_hf.tasks import load_task
+    from era_hf.training import ERATrainer
+    from era_hf.training.data import non_test_query_ids, prepare_tasks
+
+    synth = load_task(str(write_beir(tmp_path / "synth", n_docs=40, n_queries=20, name="synth")))
+    args = small_args(tmp_path / "guarded", cache_dir, recipe="recommended", adaptation={"epochs": 1})
+    assert args.alignment.score_weight_guard == "auto"  # on: the labels (adi) are not the searched index's
+    [lent] = prepare_tasks([synth], args, labels=False)  # documents only: no split of its own
+    unseen = set(synth.split(args.label_ratio, args.split_seed).test)
+    ids = non_test_query_ids(lent, args)
+    assert unseen and not unseen & set(ids) and set(ids) | unseen == set(synth.query_ids())
+    trainer = ERATrainer(None, [adi], args, alignment_tasks=[synth])
+    trainer.train()
+    init = trainer.log["stages"]["alignment"]["init"]
+    assert set(init["guard"]["clarity"]) >= {"0.0", "1.5"} and str(init["weight"]) in init["guard"]["kept"]
+    assert set(init["val_ndcg@10"]) == set(init["guard"]["kept"])
+    plain = ERATrainer(None, [adi], small_args(tmp_path / "plain", cache_dir, recipe="recommended",
+                                               adaptation={"epochs": 1}))
+    plain.train()
+    assert "guard" not in plain.log["stages"]["alignment"]["init"]  # auto: off where the labels are the index's
+
+
+def test_the_guard_enters_result_hashes_only_where_it_acts():
+    from era_hf.benchmark import _hash_arguments
+
+    rec = get_recipe("recommended").arguments(tasks=["x"], output_dir="out")
+    assert "alignment.score_weight_guard" not in _hash_arguments(rec, True)  # results from before it stay valid
+    assert _hash_arguments(rec, True, has_alignment_tasks=True)["alignment.score_weight_guard"] == "clarity"
+    ref = get_recipe("reference").arguments(tasks=["x"], output_dir="out")  # no score map: nothing to guard
+    assert "alignment.score_weight_guard" not in _hash_arguments(ref, True, has_alignment_tasks=True)
+
+
+def test_clarity_guard_without_readable_queries_warns_under_auto_and_refuses_when_forced(tmp_path, cache_dir, adi):
+    from era_hf.errors import ERAError
+    from era_hf.tasks import load_task
+    from era_hf.training import ERATrainer
+
+    tiny = load_task(str(write_beir(tmp_path / "tiny", n_docs=30, n_queries=2, name="tiny")))  # too few to split
+    auto = ERATrainer(None, [adi], small_args(tmp_path / "auto", cache_dir, recipe="recommended",
+                                              adaptation={"epochs": 1}), alignment_tasks=[tiny])
+    with pytest.warns(UserWarning, match="without the guard"):
+        auto.train()
+    assert "guard" not in auto.log["stages"]["alignment"]["init"]
+    forced = ERATrainer(None, [adi], small_args(tmp_path / "forced", cache_dir, recipe="recommended",
+                                                alignment={"score_weight_guard": "clarity"},
+                                                adaptation={"epochs": 1}), alignment_tasks=[tiny])
+    with pytest.raises(ERAError, match="score_weight_guard reads the query texts"):
+        forced.train()

@@ -194,9 +194,27 @@ def closed_form_init(head: torch.nn.Module, data: Any, args: AlignmentArguments)
     return info
 
 
+def query_clarity(queries: torch.Tensor, corpus: torch.Tensor, k: int = 10) -> float:
+    """How far each query's ``k`` best documents stand out of the whole corpus, averaged over queries.
+
+    Per query: ``(mean of the k best scores - mean score) / std of the scores`` over every document. It is
+    free of any shift or scale of one query's scores, so it compares rankings from different query vectors
+    (no labels needed). Used by ``score_weight_guard='clarity'``.
+
+    Example:
+        >>> q, d = torch.eye(2), torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])
+        >>> round(query_clarity(q, d, k=1), 3)
+        0.926
+    """
+    scores = queries.float() @ corpus.float().T
+    top = scores.topk(min(k, scores.shape[1]), dim=1).values.mean(dim=1)
+    return float(((top - scores.mean(dim=1)) / scores.std(dim=1).clamp_min(1e-12)).mean())
+
+
 def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
                           val_ndcg: Callable[[torch.nn.Module], float],
-                          selected_by: str = "validation nDCG@10") -> dict[str, Any]:
+                          selected_by: str = "validation nDCG@10",
+                          guard: Callable[[torch.nn.Module], float] | None = None) -> dict[str, Any]:
     """Anchored heads, ``anchored="score"`` (ours): keep the strong encoder's *scores*, not its coordinates.
 
     Ridge-regress the query encoder's embeddings of the alignment texts on the document encoder's
@@ -206,6 +224,8 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     ``normalize(anchor + c · q Mᵀ)``: a query-side fusion of the cheap encoder's and the strong encoder's
     rankings. ``c = w / mean‖x Mᵀ‖``, ``w`` from ``args.score_weights`` chosen on validation nDCG@10
     (``w = 0`` is the cheap baseline, so the fusion is only kept where validation says it helps).
+    ``guard`` (``head -> float``, e.g. :func:`query_clarity` on the index's unlabelled queries) removes the
+    weights it scores below ``w = 0`` from the candidates before validation picks.
     """
     from ..heads import LinearHead
 
@@ -215,16 +235,25 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
     weight = m.float().to(head.proj.weight.device)  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
     scale = float((x.float() @ weight.T).norm(dim=-1).mean()) or 1.0
-    scores: dict[str, float] = {}
-    for w in args.score_weights:
+
+    def set_weight(w: float) -> None:
         with torch.no_grad():
             head.proj.weight.copy_(weight * (w / scale))
             head.proj.bias.zero_()
+
+    scores: dict[str, float] = {}
+    guarded: dict[str, float] = {}
+    for w in sorted({0.0, *args.score_weights}) if guard is not None else ():
+        set_weight(w)
+        guarded[str(w)] = guard(head)
+    candidates = [w for w in args.score_weights if guard is None or w == 0 or guarded[str(w)] >= guarded["0.0"]]
+    for w in candidates:
+        set_weight(w)
         scores[str(w)] = val_ndcg(head)
-    best = max(args.score_weights, key=lambda w: (scores[str(w)], -w))  # ties: the smaller weight
-    with torch.no_grad():
-        head.proj.weight.copy_(weight * (best / scale))
-        head.proj.bias.zero_()
-    return {"method": "score", "weight": best, "val_ndcg@10": scores, "scale": scale,
-            "ridge_lambda": info["ridge_lambda"], "heldout_cosine": info["heldout_cosine"],
-            "selected_by": selected_by}
+    best = max(candidates, key=lambda w: (scores[str(w)], -w)) if candidates else 0.0  # ties: the smaller weight
+    set_weight(best)
+    out = {"method": "score", "weight": best, "val_ndcg@10": scores, "scale": scale,
+           "ridge_lambda": info["ridge_lambda"], "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by}
+    if guard is not None:
+        out["guard"] = {"clarity": guarded, "kept": [str(w) for w in candidates]}
+    return out

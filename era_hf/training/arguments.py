@@ -31,6 +31,7 @@ MODES = ("both", "label_only", "alignment_only")
 ALIGNMENT_LOSSES = ("cosine", "mse", "smooth_l1")
 INITS = ("random", "ridge", "procrustes")
 SCORE_WEIGHT_QUERIES = ("val", "train_val")
+SCORE_WEIGHT_GUARDS = ("auto", "none", "clarity")
 ANCHORED_STAGE1 = ("skip", "ensemble", "score")
 NEGATIVE_STRATEGIES = ("topk_percpos", "naive_topk", "random", "corpus")
 TEACHERS = ("auto", "stage1", "document")
@@ -88,6 +89,13 @@ class AlignmentArguments:
                                           "'train_val' (stage 1 does not train on labels, so the train queries are "
                                           "unseen there too: three times the queries at r = 0.2, a steadier pick)",
                                    choices=SCORE_WEIGHT_QUERIES)
+    score_weight_guard: str = _f("auto", "anchored='score': 'clarity' (ours) keeps only the weights under which the "
+                                         "searched index's own unlabelled non-test queries stand out of its corpus "
+                                         "at least as clearly as with the cheap encoder alone (mean top-10 score "
+                                         "z-score): a check on the index itself that labels from other "
+                                         "collections cannot make; 'auto' = 'clarity' exactly when stage 1 aligns "
+                                         "on other tasks' documents (alignment_tasks), else 'none'",
+                                 choices=SCORE_WEIGHT_GUARDS)
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
@@ -157,6 +165,17 @@ class AdaptationArguments:
         if self.warmup_ratio >= 1:
             raise ERAError(f"adaptation.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         _check_patience(self)
+
+
+def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: bool) -> str:
+    """What ``alignment.score_weight_guard`` does in a run: 'clarity' or 'none' ('auto' resolved; no guard
+    unless stage 1 writes the anchored score map)."""
+    al = args.alignment
+    if not (args.anchor and al.anchored == "score"):
+        return "none"
+    if al.score_weight_guard == "auto":
+        return "clarity" if has_alignment_tasks else "none"
+    return al.score_weight_guard
 
 
 @dataclass

@@ -166,6 +166,22 @@ def prepare_tasks(tasks: Sequence[Any], args: TrainingArguments, labels: bool = 
     return infos
 
 
+def non_test_query_ids(info: TaskInfo, args: TrainingArguments) -> list[str]:
+    """Every query of ``info``'s task outside its test split, for unlabelled use (their texts only).
+
+    A task that only lends its documents (``alignment_tasks``) has no split of its own; when it has judged
+    queries it is split like a training task, so its test queries stay unseen (too few to split: none is read).
+    """
+    split = info.split
+    if split is None and info.task.judged_query_ids():
+        try:
+            split = info.task.split(args.label_ratio, args.split_seed)
+        except ERAError:
+            return []
+    test = set(split.test) if split is not None else set()
+    return [q for q in info.task.query_ids() if q not in test]
+
+
 # ---------------------------------------------------------------------- stage 1
 @dataclass
 class AlignmentData:

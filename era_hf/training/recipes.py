@@ -115,7 +115,9 @@ RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "
                 "ridge map that reproduces the query encoder's document scores (alignment.anchored='score'), "
-                "its weight picked on the nDCG@10 of the train + validation queries (stage 1 trains on no labels); "
+                "its weight picked on the nDCG@10 of the train + validation queries (stage 1 trains on no labels) "
+                "among the weights the clarity guard keeps when stage 1 aligns on another index than the labels' "
+                "(score_weight_guard='auto'); "
                 "stage 2 = InfoNCE of every positive against all unjudged documents of the task (negatives='corpus', "
                 "all_positives), AdamW lr 1e-4 without weight decay or schedule, <= 100 epochs, early stopping on "
                 "validation nDCG@10 (patience 5) with the stage-1 head competing (keep_start), best weights restored.",

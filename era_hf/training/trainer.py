@@ -39,9 +39,9 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import ERAError
 from . import adaptation as stage2
 from . import alignment as stage1
-from .arguments import TrainingArguments, parse_stop_after
+from .arguments import TrainingArguments, parse_stop_after, resolved_score_weight_guard
 from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
-from .data import Embedder, build_adaptation_data, build_alignment_data, prepare_tasks
+from .data import Embedder, build_adaptation_data, build_alignment_data, non_test_query_ids, prepare_tasks
 from .loop import EpochLoop, LoopState, TrainingStopped
 
 logger = logging.getLogger("era_hf.training")
@@ -379,9 +379,11 @@ class ERATrainer:
         elif config.anchor and al.anchored == "score":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 with_train = al.score_weight_queries == "train_val" and a.mode != "alignment_only"
+                guarded = resolved_score_weight_guard(a, bool(self.alignment_tasks)) == "clarity"
+                guard = self._clarity(align_infos, embedder, device) if guarded else None
                 init_info = stage1.score_preserving_init(
                     head, data, al, self._val_ndcg(infos, embedder, device, with_train),
-                    selected_by=f"{'train + validation' if with_train else 'validation'} nDCG@10")
+                    selected_by=f"{'train + validation' if with_train else 'validation'} nDCG@10", guard=guard)
             logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s)", init_info["weight"],
                         init_info["val_ndcg@10"])
         elif al.init != "random":
@@ -441,9 +443,7 @@ class ERATrainer:
             qids = [q for q in pool
                     if any(s > 0 and d in info.doc_row for d, s in info.task.qrels.get(q, {}).items())]
             if qids:
-                q = torch.as_tensor(np.array(embedder.queries(info.task, qids, "query")), device=device)
-                a = torch.as_tensor(np.array(embedder.queries(info.task, qids, "document")), device=device)
-                per_task.append((info, qids, q, a))
+                per_task.append((info, qids, *_query_views(info, qids, embedder, device)))
         if not per_task:
             raise ERAError("alignment.anchored='score' picks its weight on validation queries, but no task has one")
 
@@ -457,6 +457,30 @@ class ERATrainer:
             return float(np.mean(values))
 
         return score
+
+    def _clarity(self, infos: Sequence[Any], embedder: Any,
+                 device: Any) -> Callable[[torch.nn.Module], float] | None:
+        """``head -> mean query clarity`` over the searched tasks' non-test queries (texts only, no labels);
+        ``None`` (no guard, with a warning) under 'auto' when they have no such query."""
+        per_task = []
+        for info in infos:
+            qids = non_test_query_ids(info, self.args)
+            if qids:
+                corpus = torch.as_tensor(np.asarray(info.corpus(embedder)), device=device)
+                per_task.append((*_query_views(info, qids, embedder, device), corpus))
+        if not per_task:
+            message = ("alignment.score_weight_guard reads the query texts of the tasks stage 1 aligns on, but they "
+                       "have none outside their test split")
+            if self.args.alignment.score_weight_guard == "clarity":
+                raise ERAError(message)
+            warnings.warn(f"{message}: the weight is picked without the guard", stacklevel=2)
+            return None
+
+        def clarity(head: torch.nn.Module) -> float:
+            with torch.no_grad():
+                return float(np.mean([stage1.query_clarity(head(q, a), corpus) for q, a, corpus in per_task]))
+
+        return clarity
 
     def _teacher(self, mode_teacher: str, stage1_state, base_head, anchored: bool, device):
         if mode_teacher == "document":
@@ -603,6 +627,12 @@ class ERATrainer:
                             "torch": torch.__version__, "transformers": transformers.__version__,
                             "accelerate": accelerate.__version__},
         }
+
+
+def _query_views(info: Any, qids: Sequence[str], embedder: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's two inputs for ``qids``: the query encoder's and the document encoder's embeddings."""
+    return tuple(torch.as_tensor(np.array(embedder.queries(info.task, qids, side)), device=device)
+                 for side in ("query", "document"))
 
 
 def plot_loss_curves(log: dict[str, Any], path: Path) -> None:

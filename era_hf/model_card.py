@@ -478,6 +478,12 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             continue
         facts = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in info.items()
                  if isinstance(v, (int, float, str, bool)) and k != "name" and len(str(v)) < 80]
+        init = info.get("init")
+        if isinstance(init, Mapping) and "weight" in init:  # the anchored score map: say how its weight was picked
+            guard = init.get("guard")
+            kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \
+                if isinstance(guard, Mapping) and isinstance(guard.get("kept"), list) else ""
+            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{kept}")
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")

@@ -83,7 +83,9 @@ def training_log() -> dict:
     from era_hf.training.arguments import TrainingArguments
 
     args = TrainingArguments(tasks=["/data/adi", "/data/cisi"], output_dir="/tmp/out").to_dict()
-    return {"arguments": args, "stages": {"alignment": {"epochs_run": 100, "final_eval_loss": 0.3125},
+    init = {"method": "score", "weight": 0.5, "selected_by": "train + validation nDCG@10",
+            "guard": {"clarity": {"0.0": 2.5, "0.5": 2.6, "1.0": 2.4}, "kept": ["0.0", "0.5"]}}
+    return {"arguments": args, "stages": {"alignment": {"epochs_run": 100, "final_eval_loss": 0.3125, "init": init},
                                           "adaptation": {"epochs_run": 17, "best_epoch": 12, "best_val_loss": 1.25}},
             "seconds": 42.0}
 
@@ -168,6 +170,8 @@ def test_model_card_metadata_and_body(published):
     assert "`adaptation.lr` | `1e-05`" in text and "`alignment.epochs` | `100`" in text
     assert "output_dir" not in text and "/tmp/out" not in text  # result-neutral settings are not hyper-parameters
     assert "![Training and validation loss](loss_curves.png)" in text
+    assert ("score-map weight 0.5, picked on train + validation nDCG@10 among the weights the clarity guard kept "
+            "(0.0, 0.5)") in text
     assert "arXiv:2604.03403" in text and "Align then Train" in text
     assert "/data/adi" not in text  # no local paths in the card
 

@@ -384,8 +384,9 @@ class ERATrainer:
                 init_info = stage1.score_preserving_init(
                     head, data, al, self._val_ndcg(infos, embedder, device, with_train),
                     selected_by=f"{'train + validation' if with_train else 'validation'} nDCG@10", guard=guard)
-            logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s)", init_info["weight"],
-                        init_info["val_ndcg@10"])
+            logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s%s)", init_info["weight"],
+                        init_info["val_ndcg@10"],
+                        f"; the clarity guard kept {init_info['guard']['kept']}" if "guard" in init_info else "")
         elif al.init != "random":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 init_info = stage1.closed_form_init(head, data, al)

@@ -467,7 +467,7 @@ class ERATrainer:
         for info in infos:
             qids = non_test_query_ids(info, self.args)
             if qids:
-                corpus = torch.as_tensor(np.asarray(info.corpus(embedder)), device=device)
+                corpus = torch.tensor(info.corpus(embedder), device=device)  # a copy: the cache is read-only
                 per_task.append((*_query_views(info, qids, embedder, device), corpus))
         if not per_task:
             message = ("alignment.score_weight_guard reads the query texts of the tasks stage 1 aligns on, but they "

@@ -70,12 +70,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ERAError
+from .evaluation import BASELINE_DESCRIPTIONS, BASELINES
 
 FORMAT = "era_hf.benchmark/1"
 SPLIT_SEED = 42
 PROTOCOLS = ("in_domain", "per_task", "leave_one_out")
 PROTOCOL_TITLES = {"in_domain": "In-domain", "per_task": "Per task", "leave_one_out": "Leave-one-out"}
-BASELINE_METHODS = ("doc", "query", "fusion")
+BASELINE_METHODS = BASELINES
 DEFAULT_RATIOS = (0.05, 0.1, 0.2, 0.4)
 NO_LABELS_DIR = "no_labels"
 #: Weight of the anchor-penalty row (sum of squared deviations from the stage-1 weights). A benchmark
@@ -108,13 +109,6 @@ class BenchmarkMethod:
     def uses_labels(self) -> bool:
         return self.mode != "alignment_only"
 
-
-_BASELINE_DESCRIPTIONS = {
-    "doc": "zero-shot: the document encoder on queries and documents (the cheap index as is)",
-    "query": "zero-shot: the query encoder on queries and documents (corpus re-encoded; upper reference)",
-    "fusion": "zero-shot: doc + query cosine scores summed, equal weights, no tuning (both indexes; the upper "
-              "reference of score-level fusion)",
-}
 
 #: The trained methods, in report order. A new row is one new entry.
 METHODS: tuple[BenchmarkMethod, ...] = (
@@ -171,7 +165,7 @@ def get_method(name: str) -> BenchmarkMethod:
 
 
 def method_description(name: str) -> str:
-    return _BASELINE_DESCRIPTIONS.get(name) or get_method(name).description
+    return f"zero-shot: {BASELINE_DESCRIPTIONS[name]}" if name in BASELINE_METHODS else get_method(name).description
 
 
 # ---------------------------------------------------------------------- configuration
@@ -495,7 +489,8 @@ class _Runner:
 
         # with one model on both sides the query baseline re-encodes nothing new (a cache hit): never skipped
         same = pair.query_encoder_id == pair.document_encoder_id
-        skip = set(self.cfg.skip_query_baseline_for) if name in ("query", "fusion") and not same else set()
+        skip = set(self.cfg.skip_query_baseline_for) \
+            if Baseline(name).encodes_corpus_with_query_encoder and not same else set()
         measured = [t for t in tasks if t.name not in skip]
         not_measured = [t.name for t in tasks if t.name in skip]
         record = {"format": FORMAT, "kind": "baseline", "method": name, "encoders": pair.describe(),
@@ -729,7 +724,7 @@ def _methods_epilog() -> str:
     lines = ["methods (--methods; default: all):"]
     for name in METHOD_NAMES:
         if name in BASELINE_METHODS:
-            lines.append(f"  {name:<26} {_BASELINE_DESCRIPTIONS[name]}")
+            lines.append(f"  {name:<26} {method_description(name)}")
         else:
             m = get_method(name)
             over = ", ".join(f"{k}={v}" for k, v in m.overrides.items())

@@ -39,7 +39,8 @@ from .atomic import sha256_file
 from .errors import ERAError
 
 BASELINES = ("doc", "query", "fusion")
-_BASELINE_DESCRIPTIONS = {
+#: What each zero-shot baseline searches with (also the benchmark's method descriptions).
+BASELINE_DESCRIPTIONS = {
     "doc": "document encoder on queries and documents (the cheap index as is)",
     "query": "query encoder on queries and documents (corpus re-encoded)",
     "fusion": "sum of the doc and query baselines' cosine scores, equal weights, no tuning (corpus re-encoded: "
@@ -141,7 +142,7 @@ class Baseline:
         return f"baseline {self.name}"
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "baseline", "name": self.name, "description": _BASELINE_DESCRIPTIONS[self.name]}
+        return {"type": "baseline", "name": self.name, "description": BASELINE_DESCRIPTIONS[self.name]}
 
     def default_pair(self, cache: Any = None) -> Any:
         from .task_embeddings import EncoderPair
@@ -150,6 +151,11 @@ class Baseline:
 
     def _sides(self) -> tuple[str, ...]:
         return {"doc": ("document",), "query": ("query",), "fusion": ("document", "query")}[self.name]
+
+    @property
+    def encodes_corpus_with_query_encoder(self) -> bool:
+        """Whether it needs the corpus in the query encoder's space (a second, expensive index)."""
+        return "query" in self._sides()
 
     def query_embeddings(self, pair: Any, task: Any, qids: Sequence[str]) -> np.ndarray:
         return _joined([pair.queries(task, qids, side=side) for side in self._sides()])

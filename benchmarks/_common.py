@@ -71,25 +71,6 @@ def set_threads(threads: int | None) -> int:
 
 
 # ------------------------------------------------------------------------------ environment
-def package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    if out.get("faiss-cpu") is None:
-        try:
-            import faiss
-
-            out["faiss-cpu"] = getattr(faiss, "__version__", None)
-        except ImportError:
-            pass
-    return out
-
-
 def git_commit() -> dict[str, Any]:
     """The repository commit (read-only git calls) and whether the working tree differs from it."""
     try:
@@ -103,24 +84,11 @@ def git_commit() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import torch
+    """era_hf's benchmark environment record plus these packages, the processor, offline mode and git."""
+    from era_hf.benchmark import environment as base_environment
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count()
-    return {
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "torch_threads": int(torch.get_num_threads()),
-        "cuda": bool(torch.cuda.is_available()),
-        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"),
-        "git": git_commit(),
-    }
+    return {**base_environment(extra_packages=PACKAGES), "processor": platform.processor() or platform.machine(),
+            "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE"), "git": git_commit()}
 
 
 def now_utc() -> str:

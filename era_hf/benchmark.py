@@ -309,20 +309,32 @@ def _task_record(task: Any, ratio: float | None, with_train: bool) -> dict[str, 
     return rec
 
 
-def environment() -> dict[str, Any]:
-    """Package versions and the machine (recorded in every result file)."""
+ENVIRONMENT_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "numpy", "faiss-cpu", "scipy",
+                        "matplotlib", "safetensors", "tokenizers")
+
+
+def environment(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
+    """Package versions and the machine (recorded in every result file; the speed benchmarks add theirs)."""
     import platform
     from importlib import metadata
 
     from . import __version__
 
     versions: dict[str, str | None] = {"era_hf": __version__}
-    for pkg in ("torch", "transformers", "accelerate", "datasets", "numpy", "faiss-cpu", "scipy", "matplotlib",
-                "safetensors", "tokenizers"):
+    for pkg in dict.fromkeys((*ENVIRONMENT_PACKAGES, *extra_packages)):
+        if pkg in versions:
+            continue
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    if versions.get("faiss-cpu") is None:  # e.g. a conda faiss: no pip metadata
+        try:
+            import faiss
+
+            versions["faiss-cpu"] = getattr(faiss, "__version__", None)
+        except ImportError:
+            pass
     env: dict[str, Any] = {"packages": versions, "python": platform.python_version(),
                            "platform": platform.platform(), "cpu_count": os.cpu_count()}
     try:

@@ -17,7 +17,6 @@ drifts of the machine's load affect both sides of each ratio alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -197,11 +196,6 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 # ------------------------------------------------------------------------------ data
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def task_dir(name: str) -> Path:
     path = DATA_DIR / name
     if not (path / "corpus.jsonl").is_file():
@@ -210,17 +204,23 @@ def task_dir(name: str) -> Path:
     return path
 
 
+def _task(name: str) -> Any:
+    from era_hf.tasks import load_task
+
+    return load_task(str(task_dir(name)))
+
+
 def document_texts(name: str) -> tuple[list[str], list[str]]:
-    """(ids, texts) of a BEIR-style task's corpus; text = title + " " + text when there is a title (era_hf's rule)."""
-    docs = read_jsonl(task_dir(name) / "corpus.jsonl")
-    ids = [str(d["_id"]) for d in docs]
-    texts = [f"{d.get('title')} {d.get('text', '')}" if d.get("title") else d.get("text", "") for d in docs]
-    return ids, texts
+    """(ids, texts) of a task's corpus, as era_hf embeds them."""
+    task = _task(name)
+    return task.document_ids(), task.document_texts()
 
 
 def query_texts(name: str) -> tuple[list[str], list[str]]:
-    qs = read_jsonl(task_dir(name) / "queries.jsonl")
-    return [str(q["_id"]) for q in qs], [q["text"] for q in qs]
+    """(ids, texts) of a task's queries, judged or not."""
+    task = _task(name)
+    ids = task.query_ids()
+    return ids, task.query_texts(ids)
 
 
 def mixed_texts(n: int, task: str = "cranfield", query_share: float = 0.25, seed: int = 0) -> list[str]:

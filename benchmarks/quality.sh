@@ -22,6 +22,9 @@ era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2
     --methods era_recommended era_reference label_only_fair
 # 2b. the clarity guard forced on where the labels are the index's own (r = 0.2).
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+clarity_guard
+# 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.
+era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods rec+one_se
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
     --methods era_recommended era_reference label_only label_only_fair
@@ -29,7 +32,8 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended era_recommended_index rec_index+no_guard alignment_only label_only label_only_fair
+    --methods era_recommended era_recommended_index rec_index+no_guard rec+one_se alignment_only label_only \
+    label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \

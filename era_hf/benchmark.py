@@ -139,6 +139,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended whose score-map weight may only be one under which the searched "
                     "collection's unlabelled non-test queries stand out of its corpus at least as clearly as with "
                     "the cheap encoder (alignment.score_weight_guard=clarity)"),
+    BenchmarkMethod("rec+one_se", "recommended", "both", {"alignment.score_weight_margin_se": 1.0},
+                    "OURS: era_recommended whose score-map weight is the smallest within one standard error of the "
+                    "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
+                    "stays unless the labels show the gain beyond their noise)"),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both", {"alignment.score_weight_guard": "none"},
                     "OURS: era_recommended_index without the clarity guard: the score-map weight is picked on the "
                     "other collections' labels alone; leave-one-out only", align_on_test=True),
@@ -420,6 +424,10 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
     return args
 
 
+#: Result-affecting fields added after results were stored -> the value that behaves as before they existed.
+_LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_margin_se": 0.0}
+
+
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
     from .training.arguments import resolved_score_weight_guard
 
@@ -429,6 +437,9 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     flat.pop("alignment.score_weight_guard")
     if guard != "none":
         flat["alignment.score_weight_guard"] = guard
+    for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
+        if flat.get(key) == earlier:
+            flat.pop(key)
     for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves
         flat.pop(key, None)
     if not with_ratio:

@@ -31,7 +31,7 @@ def test_score_map_reproduces_the_query_encoders_scores():
     data = SimpleNamespace(x_train=x[:360], y_train=y[:360], x_eval=x[360:], y_eval=y[360:])
     head = LinearHead(8, 8, zero_init=True)
     info = score_preserving_init(head, data, AlignmentArguments(anchored="score", ridge_lambda=1e-8),
-                                 lambda h: float(h.proj.weight.detach().norm()))  # prefers the largest weight
+                                 lambda h: [np.array([float(h.proj.weight.detach().norm())])])  # prefers the largest weight
     assert info["method"] == "score" and info["weight"] == 1.5
     q = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
     with torch.no_grad():
@@ -46,7 +46,7 @@ def test_weight_zero_wins_ties_so_the_cheap_baseline_is_kept_when_validation_is_
     x = torch.randn(50, 6, generator=g)
     data = SimpleNamespace(x_train=x[:40], y_train=x[:40, :3], x_eval=x[40:], y_eval=x[40:, :3])
     head = LinearHead(6, 3, zero_init=True)
-    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), lambda h: 0.5)
+    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), lambda h: [np.array([0.5])])
     assert info["weight"] == 0.0 and float(head.proj.weight.detach().abs().sum()) == 0.0
 
 
@@ -69,6 +69,20 @@ def test_recommended_recipe_trains_and_masks_judged_documents(tmp_path, cache_di
         allowed = set(torch.nonzero(mask[q_row]).flatten().tolist())
         assert allowed == set(range(info.offset, info.offset + info.n_docs)) - judged
     assert mask.shape[1] == n_adi + 40
+
+
+def test_margin_rule_in_a_real_run_picks_no_larger_weight_than_the_best(tmp_path, cache_dir, adi):
+    trainer, model = run([adi], small_args(tmp_path / "margin", cache_dir, recipe="recommended",
+                                           alignment={"score_weight_margin_se": 1.0}, adaptation={"epochs": 1}))
+    init = trainer.log["stages"]["alignment"]["init"]
+    margin = init["margin"]
+    assert margin["margin_se"] == 1.0 and np.isfinite(margin["standard_error"]) and margin["standard_error"] >= 0
+    assert init["weight"] <= margin["best"] and str(margin["best"]) in init["val_ndcg@10"]
+    floor = init["val_ndcg@10"][str(margin["best"])] - margin["standard_error"]
+    assert init["val_ndcg@10"][str(init["weight"])] >= floor
+    assert all(v < floor for w, v in init["val_ndcg@10"].items() if float(w) < init["weight"])  # the smallest
+    assert "1 standard error(s) of the best" in init["selected_by"]
+    assert model.config.recipe == "recommended (modified)"
 
 
 def test_corpus_negatives_reject_options_that_do_not_apply():
@@ -169,7 +183,8 @@ def test_clarity_guard_removes_weights_before_validation_picks(guard_prefers, ex
     head = LinearHead(6, 4, zero_init=True)
     size = lambda h: float(h.proj.weight.detach().norm())  # noqa: E731
     guard = size if guard_prefers == "larger" else (lambda h: -size(h))
-    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), size, guard=guard)
+    info = score_preserving_init(head, data, AlignmentArguments(anchored="score"), lambda h: [np.array([size(h)])],
+                                 guard=guard)
     assert info["weight"] == expected  # validation alone would always take the largest weight
     assert set(info["guard"]["clarity"]) == {"0.0", "0.25", "0.5", "0.75", "1.0", "1.5"}
     assert info["guard"]["kept"] == (["0.0"] if expected == 0.0 else ["0.0", "0.25", "0.5", "0.75", "1.0", "1.5"])
@@ -199,6 +214,50 @@ def test_clarity_guard_reads_the_searched_tasks_non_test_queries(tmp_path, cache
     assert "guard" not in plain.log["stages"]["alignment"]["init"]  # auto: off where the labels are the index's
 
 
+def _margin_case(gain: float, noise: float, margin_se: float) -> dict:
+    """The score map with a validation whose per-query nDCG@10 rises by ``gain`` per unit of weight, with
+    per-query noise of size ``noise`` (40 queries in one task)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(100, 6, generator=g), dim=-1)
+    data = SimpleNamespace(x_train=x[:90], y_train=x[:90, :4], x_eval=x[90:], y_eval=x[90:, :4])
+    head = LinearHead(6, 4, zero_init=True)
+    jitter = np.random.default_rng(0).standard_normal(40)
+    jitter -= jitter.mean()  # the mean gain is exactly ``gain`` per unit: the best weight is the largest
+
+    def val(h: torch.nn.Module) -> list[np.ndarray]:
+        w = float(h.proj.weight.detach().norm())  # grows with the weight (0 at w = 0)
+        return [0.5 + gain * w + noise * w * jitter]
+
+    return score_preserving_init(head, data, AlignmentArguments(anchored="score", score_weight_margin_se=margin_se),
+                                 val)
+
+
+def test_paired_standard_error_matches_the_stratified_formula():
+    from era_hf.training.alignment import paired_standard_error
+
+    a = [np.array([0.5, 0.7, 0.9]), np.array([1.0])]
+    b = [np.array([0.5, 0.5, 0.5]), np.array([0.5])]
+    d = np.array([0.0, 0.2, 0.4])
+    expected = np.sqrt(d.var(ddof=1) / 3 + 0.5 ** 2 / 1) / 2  # two strata, each weighs 1/2
+    assert paired_standard_error(a, b) == pytest.approx(expected)
+    assert paired_standard_error([np.array([0.3, 0.3])], [np.array([0.3, 0.3])]) == 0.0
+
+
+@pytest.mark.parametrize("gain, noise, margin_se, expected", [
+    (0.01, 0.0, 0.0, 1.5),   # no margin: the best weight, however small its gain
+    (0.01, 0.0, 1.0, 1.5),   # a noiseless gain is beyond any number of standard errors
+    (0.01, 0.5, 1.0, 0.0),   # a gain far inside the noise: the cheap baseline stays
+    (0.01, 0.5, 0.0, 1.5),
+])
+def test_margin_rule_keeps_the_cheap_baseline_unless_the_gain_beats_the_noise(gain, noise, margin_se, expected):
+    info = _margin_case(gain, noise, margin_se)
+    assert info["weight"] == expected
+    assert ("margin" in info) == (margin_se > 0)
+    if margin_se:
+        assert info["margin"]["best"] == 1.5 and "standard error" in info["selected_by"]
+        assert (info["margin"]["standard_error"] > 0) == (noise > 0)
+
+
 def test_the_guard_enters_result_hashes_only_where_it_acts():
     from era_hf.benchmark import _hash_arguments
 
@@ -207,6 +266,10 @@ def test_the_guard_enters_result_hashes_only_where_it_acts():
     assert _hash_arguments(rec, True, has_alignment_tasks=True)["alignment.score_weight_guard"] == "clarity"
     ref = get_recipe("reference").arguments(tasks=["x"], output_dir="out")  # no score map: nothing to guard
     assert "alignment.score_weight_guard" not in _hash_arguments(ref, True, has_alignment_tasks=True)
+    assert "alignment.score_weight_margin_se" not in _hash_arguments(rec, True)  # 0 = as before the field
+    margin = get_recipe("recommended").arguments(tasks=["x"], output_dir="out",
+                                                 alignment={"score_weight_margin_se": 1.0})
+    assert _hash_arguments(margin, True)["alignment.score_weight_margin_se"] == 1.0
 
 
 def test_clarity_guard_without_readable_queries_warns_under_auto_and_refuses_when_forced(tmp_path, cache_dir, adi):

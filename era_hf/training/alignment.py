@@ -21,8 +21,9 @@ optimal and stage 1 has nothing to learn. ``anchored="skip"`` (default) skips it
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -211,8 +212,25 @@ def query_clarity(queries: torch.Tensor, corpus: torch.Tensor, k: int = 10) -> f
     return float(((top - scores.mean(dim=1)) / scores.std(dim=1).clamp_min(1e-12)).mean())
 
 
+def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """Standard error of ``macro(a) - macro(b)`` for per-query values of the same queries, per task.
+
+    Tasks are strata of the macro mean (each weighs ``1 / n_tasks``); within a task the per-query
+    differences give the variance (a task with one query counts its squared difference).
+
+    Example:
+        >>> round(paired_standard_error([np.array([0.5, 0.7, 0.9])], [np.array([0.5, 0.5, 0.5])]), 4)
+        0.1155
+    """
+    variance = 0.0
+    for x, y in zip(a, b):
+        d = np.asarray(x, dtype=np.float64) - np.asarray(y, dtype=np.float64)
+        variance += (d.var(ddof=1) if d.size > 1 else float(d[0] ** 2)) / d.size
+    return math.sqrt(variance) / len(a)
+
+
 def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
-                          val_ndcg: Callable[[torch.nn.Module], float],
+                          val_ndcg: Callable[[torch.nn.Module], Sequence[np.ndarray]],
                           selected_by: str = "validation nDCG@10",
                           guard: Callable[[torch.nn.Module], float] | None = None) -> dict[str, Any]:
     """Anchored heads, ``anchored="score"`` (ours): keep the strong encoder's *scores*, not its coordinates.
@@ -223,7 +241,10 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     documents best reproduce the query encoder's own query-document scores. The head outputs
     ``normalize(anchor + c · q Mᵀ)``: a query-side fusion of the cheap encoder's and the strong encoder's
     rankings. ``c = w / mean‖x Mᵀ‖``, ``w`` from ``args.score_weights`` chosen on validation nDCG@10
-    (``w = 0`` is the cheap baseline, so the fusion is only kept where validation says it helps).
+    (``val_ndcg``: head -> per-task arrays of per-query nDCG@10; the macro mean decides; ``w = 0`` is the
+    cheap baseline, so the fusion is only kept where validation says it helps). With
+    ``args.score_weight_margin_se = z > 0`` the smallest weight within ``z`` standard errors
+    (:func:`paired_standard_error` of the best weight against ``w = 0``) of the best is taken instead.
     ``guard`` (``head -> float``, e.g. :func:`query_clarity` on the index's unlabelled queries) removes the
     weights it scores below ``w = 0`` from the candidates before validation picks.
     """
@@ -241,19 +262,27 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
             head.proj.weight.copy_(weight * (w / scale))
             head.proj.bias.zero_()
 
-    scores: dict[str, float] = {}
     guarded: dict[str, float] = {}
     for w in sorted({0.0, *args.score_weights}) if guard is not None else ():
         set_weight(w)
         guarded[str(w)] = guard(head)
     candidates = [w for w in args.score_weights if guard is None or w == 0 or guarded[str(w)] >= guarded["0.0"]]
-    for w in candidates:
+    per_query: dict[float, Sequence[np.ndarray]] = {}
+    for w in sorted({0.0, *candidates}) if args.score_weight_margin_se else candidates:
         set_weight(w)
-        scores[str(w)] = val_ndcg(head)
+        per_query[w] = val_ndcg(head)
+    scores = {str(w): float(np.mean([np.mean(v) for v in per_query[w]])) for w in candidates}
     best = max(candidates, key=lambda w: (scores[str(w)], -w)) if candidates else 0.0  # ties: the smaller weight
+    out: dict[str, Any] = {"method": "score"}
+    if args.score_weight_margin_se and candidates:
+        se = paired_standard_error(per_query[best], per_query[0.0])
+        floor = scores[str(best)] - args.score_weight_margin_se * se
+        out["margin"] = {"best": best, "standard_error": se, "margin_se": args.score_weight_margin_se}
+        best = min(w for w in candidates if scores[str(w)] >= floor)
+        selected_by += f", the smallest weight within {args.score_weight_margin_se:g} standard error(s) of the best"
     set_weight(best)
-    out = {"method": "score", "weight": best, "val_ndcg@10": scores, "scale": scale,
-           "ridge_lambda": info["ridge_lambda"], "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by}
+    out.update({"weight": best, "val_ndcg@10": scores, "scale": scale, "ridge_lambda": info["ridge_lambda"],
+                "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by})
     if guard is not None:
         out["guard"] = {"clarity": guarded, "kept": [str(w) for w in candidates]}
     return out

@@ -96,12 +96,18 @@ class AlignmentArguments:
                                          "collections cannot make; 'auto' = 'clarity' exactly when stage 1 aligns "
                                          "on other tasks' documents (alignment_tasks), else 'none'",
                                  choices=SCORE_WEIGHT_GUARDS)
+    score_weight_margin_se: float = _f(0.0, "anchored='score': pick the smallest weight whose validation nDCG@10 "
+                                            "is within this many standard errors of the best weight's (the paired "
+                                            "per-query difference to weight 0, tasks as strata): 0 = the best "
+                                            "weight, 1 = the one-standard-error rule, which keeps the cheap "
+                                            "baseline unless the labels show the gain beyond their noise")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
-                        "checkpoint_every", allow_zero=("weight_decay",))
+                        "checkpoint_every", "score_weight_margin_se",
+                        allow_zero=("weight_decay", "score_weight_margin_se"))
         _check_nonneg_int(self, "epochs", "refine_epochs")
         _check_int(self, "sample_seed")
         _check_fraction(self, "eval_ratio")

@@ -432,9 +432,9 @@ class ERATrainer:
         return head_state, info
 
     def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any,
-                  with_train: bool = False) -> Callable[[torch.nn.Module], float]:
-        """``head -> macro nDCG@10`` over the tasks' validation queries (and train queries when ``with_train``;
-        never test queries)."""
+                  with_train: bool = False) -> Callable[[torch.nn.Module], list[np.ndarray]]:
+        """``head -> per-task arrays of per-query nDCG@10`` over the tasks' validation queries (and train queries
+        when ``with_train``; never test queries)."""
         from ..evaluation import search_exact
         from ..metrics import retrieval_metrics
 
@@ -448,14 +448,14 @@ class ERATrainer:
         if not per_task:
             raise ERAError("alignment.anchored='score' picks its weight on validation queries, but no task has one")
 
-        def score(head: torch.nn.Module) -> float:
+        def score(head: torch.nn.Module) -> list[np.ndarray]:
             values = []
             with torch.no_grad():
                 for info, qids, q, a in per_task:
                     pred = head(q, a).cpu().numpy()
                     ranked = search_exact(pred, info.corpus(embedder), info.doc_ids, k=10)
-                    values.append(float(retrieval_metrics(qids, ranked, info.task.qrels, ks=(10,))["ndcg@10"].mean()))
-            return float(np.mean(values))
+                    values.append(np.asarray(retrieval_metrics(qids, ranked, info.task.qrels, ks=(10,))["ndcg@10"]))
+            return values
 
         return score
 

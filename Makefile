@@ -35,7 +35,7 @@ browser:
 		echo "chromium not installed: the browser test will be skipped"; }
 
 test: setup browser
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -483,7 +483,11 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             guard = init.get("guard")
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \
                 if isinstance(guard, Mapping) and isinstance(guard.get("kept"), list) else ""
-            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{kept}")
+            margin = init.get("margin")
+            best = f" (best weight {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
+                if isinstance(margin, Mapping) else ""
+            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{best}"
+                         f"{kept}")
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")

@@ -392,6 +392,19 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
 evaluate_model = evaluate_suite
 
 
+def unseen_tasks(config: Any, tasks: Sequence[Any]) -> list[str]:
+    """Names of ``tasks`` that an ERA model was neither trained nor aligned on (none when it records no training).
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> unseen_tasks(NS(training={"tasks": ["adi"], "alignment_tasks": ["cisi"]}), [NS(name="cisi"), NS(name="med")])
+        ['med']
+    """
+    training = getattr(config, "training", None) or {}
+    seen = set(training.get("tasks") or []) | set(training.get("alignment_tasks") or [])
+    return [t.name for t in tasks if seen and t.name not in seen]
+
+
 def _check_pair_matches(config: Any, pair: Any) -> None:
     """An ERA head only makes sense on the encoders it was trained for."""
     if pair.query_encoder_id != config.query_encoder or pair.document_encoder_id != config.document_encoder:
@@ -505,6 +518,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.model:
         methods.append(ERAMethod(args.model, args.model_revision))
         pair = EncoderPair.from_config(methods[0].config, cache=cache, batch_size=args.batch_size, device=args.device)
+        unseen = unseen_tasks(methods[0].config, tasks)
+        if unseen:
+            log(f"note: the adapter was neither trained nor aligned on {', '.join(unseen)}. For an index it never "
+                "saw, align stage 1 on it (era-hf train ... --alignment-tasks TASK: its documents and unlabelled "
+                "non-test queries, no labels); in the leave-one-out benchmark (BENCHMARKS.md) that kept every "
+                "held-out collection at the cheap index's level, where training on the others alone fell below it "
+                "on two of five")
     else:
         pair = EncoderPair(args.query_encoder or DEFAULT_QUERY_ENCODER,
                            args.document_encoder or DEFAULT_DOCUMENT_ENCODER, query_format=args.query_format,

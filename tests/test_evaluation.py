@@ -212,6 +212,22 @@ def test_cli_end_to_end_and_warm_cache(adi, doc_result, cache_dir, shared_data, 
     assert not list(tmp_path.glob(".results.json*"))  # atomic write left no temp file
 
 
+def test_cli_notes_tasks_the_adapter_never_saw(adi, cache_dir, shared_data, tmp_path, capsys):
+    from era_hf import ERAModel
+
+    model = ERAModel.from_encoders(MINILM, MINILM, anchor=True)
+    argv = ["evaluate", "--task", str(shared_data / "adi"), "--model", str(tmp_path / "era"), "--cache-dir",
+            str(cache_dir)]
+    for training, noted in (({"tasks": ["cisi"]}, True), ({"tasks": ["cisi"], "alignment_tasks": ["adi"]}, False),
+                            ({"tasks": ["adi"]}, False), (None, False)):
+        model.config.training = training
+        model.save_pretrained(tmp_path / "era")
+        assert _run_cli(argv) == 0
+        err = capsys.readouterr().err
+        assert ("neither trained nor aligned on adi" in err) == noted
+        assert ("--alignment-tasks" in err) == noted
+
+
 def test_cli_errors(shared_data, capsys):
     task = ["evaluate", "--task", str(shared_data / "adi")]
     assert _run_cli(task) == 2

@@ -227,7 +227,7 @@ class BenchmarkConfig:
             if name not in METHOD_NAMES:
                 raise ERAError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
         for key in self.global_overrides():
-            phase, dot, name = key.partition(".")
+            _, dot, _ = key.partition(".")
             if not dot and key in _RESERVED:
                 raise ERAError(f"--set {key}=... is not allowed: the benchmark sets {key} itself "
                                "(encoder settings have their own flags)")

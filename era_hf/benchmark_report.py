@@ -159,7 +159,6 @@ class Cell:
         self.per_task = {t: [v[t] for v in self.by_seed.values() if t in v] for t in self.tasks}
         complete = [v for v in self.by_seed.values() if all(t in v for t in self.tasks)]
         self.macro = [float(np.mean([v[t] for t in self.tasks])) for v in complete]
-        self.n_complete = len(complete)
         self.per_domain: dict[str, list[float]] = {}
         for d in sorted(set(domains[t] for t in self.tasks)):
             dt = [t for t in self.tasks if domains[t] == d]
@@ -276,7 +275,7 @@ def compare(files_a: Sequence[dict[str, Any]], files_b: Sequence[dict[str, Any]]
     return paired_test(a, b)
 
 
-def significance(pr: PairResults, loo_ratios: Sequence[float] | None = None) -> list[dict[str, Any]]:
+def significance(pr: PairResults) -> list[dict[str, Any]]:
     """Each ERA variant (mode both) vs label_only (same protocol and ratio) and vs the doc baseline."""
     rows = []
     for protocol in PROTOCOLS:

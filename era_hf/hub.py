@@ -36,7 +36,6 @@ from typing import Any, Callable, Sequence
 
 from .errors import ERAError
 
-MODEL_REQUIRED = ("config.json",)
 MODEL_OPTIONAL = ("training_log.json", "loss_curves.png", "eval_results.json")
 LORA_DIR = "query_encoder_lora"
 INDEX_FILES = ("index.faiss", "documents.jsonl", "index_config.json")

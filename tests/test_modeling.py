@@ -15,7 +15,7 @@ import torch
 from era_hf import ERAConfig, ERAError, ERAModel
 from era_hf.heads import build_head
 from era_hf.text_encoding import format_queries, pool
-from tests.conftest import MINILM, MPNET
+from tests.conftest import MINILM
 
 QUERIES = ["how do wings produce lift?", "boundary layer transition at hypersonic speeds", "heparin"]
 

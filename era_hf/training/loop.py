@@ -11,7 +11,6 @@ a short last batch or an empty shard).
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -250,7 +249,3 @@ class EpochLoop:
                 if self.acc.is_main_process:
                     logger.info("%s: early stopping at epoch %d (best epoch %s, %s=%.6g)", self.stage,
                                 record["epoch"], state.best_epoch, self.monitor, state.best_value)
-
-
-def copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone().cpu() for k, v in copy.copy(module.state_dict()).items()}

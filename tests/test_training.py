@@ -485,3 +485,14 @@ def test_trainer_continues_from_a_given_model(tmp_path, cache_dir, adi):
     model = ERATrainer(start, [adi], args).train()
     assert model.config.init == "given model" and model.config.mode == "label_only"
     assert any(not torch.equal(before[k], v) for k, v in model.head.state_dict().items())
+
+
+def test_each_run_gets_the_device_it_asks_for_in_one_process():
+    """accelerate reuses a process's first state: without a reset, cpu=False after cpu=True stays on the CPU."""
+    from accelerate.state import PartialState
+
+    from era_hf.training.trainer import make_accelerator
+
+    for cpu in (True, False, True):
+        make_accelerator(cpu=cpu)
+        assert PartialState()._cpu is cpu

@@ -255,7 +255,7 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
     m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
     weight = m.float().to(head.proj.weight.device)  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
-    scale = float((x.float() @ weight.T).norm(dim=-1).mean()) or 1.0
+    scale = float((x.float().to(weight.device) @ weight.T).norm(dim=-1).mean()) or 1.0
 
     def set_weight(w: float) -> None:
         with torch.no_grad():

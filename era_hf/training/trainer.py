@@ -60,11 +60,23 @@ def _setup_logging(quiet: bool, is_main: bool) -> None:
 
 
 def make_accelerator(cpu: bool = False) -> Any:
-    from accelerate import Accelerator
+    """An Accelerator on the device that ``cpu`` asks for.
 
+    accelerate keeps one state per process and hands it to every later Accelerator, so a second training
+    run in one process would silently run where the first did (the CPU after a ``cpu=True`` run, the GPU
+    after a GPU run). In a single process the state is dropped first; under a distributed launch the
+    launch decides the device, and a conflicting ``cpu`` is reported.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    if PartialState._shared_state and PartialState().distributed_type == DistributedType.NO:
+        AcceleratorState._reset_state(reset_partial_state=True)
     try:
         return Accelerator(cpu=cpu) if cpu else Accelerator()
-    except ValueError:  # an Accelerator state already exists in this process with other settings
+    except ValueError:  # a distributed launch's state with other settings
+        warnings.warn(f"cpu={cpu} is ignored: this distributed launch already chose its devices", stacklevel=2)
         return Accelerator()
 
 
@@ -372,7 +384,7 @@ class ERATrainer:
         if data.x_train.shape[1] != config.query_dim or data.y_train.shape[1] != config.document_dim:
             raise ERAError(f"the head maps {config.query_dim}-d to {config.document_dim}-d but the encoders give "
                            f"{data.x_train.shape[1]}-d and {data.y_train.shape[1]}-d embeddings")
-        head = copy.deepcopy(base_head)
+        head = copy.deepcopy(base_head).to(device)  # the closed-form inits read tensors already on the device
         if saved is not None:
             head.load_state_dict(saved["head"])
             init_info = saved["extra"]["init"]
@@ -394,7 +406,6 @@ class ERATrainer:
         else:
             init_info = {"method": "random"}
         config.init = init_info["method"]  # recorded in the checkpoints' config.json too
-        head.to(device)
         closed_form = al.init != "random" or (config.anchor and al.anchored == "score")
         epochs = al.refine_epochs if closed_form else al.epochs
         optimizer = torch.optim.AdamW(head.parameters(), lr=al.lr, weight_decay=al.weight_decay)

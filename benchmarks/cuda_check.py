@@ -53,8 +53,8 @@ def record_cache_reads(into: Path | None) -> Iterator[None]:
         EmbeddingCache.lookup = lookup
 
 
-def train_and_evaluate(recipe: str, tasks: list[str], cpu: bool, workdir: Path,
-                       encoders: dict[str, str]) -> tuple[dict, dict]:
+def train_and_evaluate(recipe: str, tasks: list[str], cpu: bool, workdir: Path, encoders: dict[str, str],
+                       alignment_tasks: list[str]) -> tuple[dict, dict]:
     from safetensors.numpy import load_file
 
     from era_hf.evaluation import evaluate_suite
@@ -63,18 +63,21 @@ def train_and_evaluate(recipe: str, tasks: list[str], cpu: bool, workdir: Path,
 
     out = workdir / f"{recipe}-{'cpu' if cpu else 'cuda'}"
     args = get_recipe(recipe).arguments(tasks=tasks, output_dir=str(out), label_ratio=0.2, seed=0, quiet=True,
-                                        plot=False, overwrite=True, cpu=cpu, **encoders)
+                                        plot=False, overwrite=True, cpu=cpu, alignment_tasks=alignment_tasks,
+                                        **encoders)
     start = time.perf_counter()
     train(args)
     wall = time.perf_counter() - start
     log = json.loads((out / "training_log.json").read_text())
-    evaluation = evaluate_suite(str(out), [load_task(t) for t in tasks])
+    evaluation = evaluate_suite(str(out), [load_task(t) for t in alignment_tasks or tasks])
     run = {"device": log["environment"]["device"], "wall_s": round(wall, 3), "timings": log["timings"],
            "ndcg@10": {t: r["metrics"]["ndcg@10"] for t, r in evaluation["tasks"].items()},
            "macro_ndcg@10": evaluation["macro"]["ndcg@10"]}
-    weight = log["stages"].get("alignment", {}).get("init", {})
-    if isinstance(weight, dict) and "weight" in weight:
-        run["score_map_weight"] = weight["weight"]
+    init = log["stages"].get("alignment", {}).get("init", {})
+    if isinstance(init, dict) and "weight" in init:
+        run["score_map_weight"] = init["weight"]
+        if "guard" in init:
+            run["guard_kept"] = init["guard"]["kept"]
     return run, load_file(str(out / "model.safetensors"))
 
 
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", nargs="+", required=True, help="task directories (trained on together)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    parser.add_argument("--alignment-tasks", nargs="*", default=[],
+                        help="stage 1 aligns on these (and the models are evaluated on them)")
     parser.add_argument("--query-encoder", help="default: the recipe's")
     parser.add_argument("--document-encoder", help="default: the recipe's")
     parser.add_argument("--record-cache", type=Path, help="copy the embedding-cache entries read into this folder")
@@ -93,13 +98,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     cuda = torch.cuda.is_available()
     report: dict = {"cuda_device": torch.cuda.get_device_name(0) if cuda else None, "torch": torch.__version__,
-                    "tasks": [Path(t).name for t in args.tasks], "recipes": {}}
+                    "tasks": [Path(t).name for t in args.tasks],
+                    "alignment_tasks": [Path(t).name for t in args.alignment_tasks], "recipes": {}}
     with tempfile.TemporaryDirectory() as tmp, record_cache_reads(args.record_cache):
         for recipe in args.recipes:
-            cpu_run, cpu_head = train_and_evaluate(recipe, args.tasks, True, Path(tmp), encoders)
+            cpu_run, cpu_head = train_and_evaluate(recipe, args.tasks, True, Path(tmp), encoders,
+                                                   args.alignment_tasks)
             entry = {"cpu": cpu_run}
             if cuda:
-                cuda_run, cuda_head = train_and_evaluate(recipe, args.tasks, False, Path(tmp), encoders)
+                cuda_run, cuda_head = train_and_evaluate(recipe, args.tasks, False, Path(tmp), encoders,
+                                                         args.alignment_tasks)
                 entry["cuda"] = cuda_run
                 entry["max_abs_head_difference"] = max(float(np.abs(cpu_head[k] - cuda_head[k]).max())
                                                        for k in cpu_head)

@@ -81,6 +81,22 @@ def train_and_evaluate(recipe: str, tasks: list[str], cpu: bool, workdir: Path, 
     return run, load_file(str(out / "model.safetensors"))
 
 
+def inference_difference(model_dir: Path, queries: list[str]) -> dict:
+    """Encode ``queries`` with the saved model on the CPU, then on CUDA (the same weights, float32)."""
+    import torch
+
+    from era_hf import ERAModel
+
+    model = ERAModel.from_pretrained(str(model_dir), encoder_kwargs={"dtype": torch.float32})
+    on_cpu = model.encode_queries(queries)
+    model.to("cuda")
+    on_cuda = model.encode_queries(queries)
+    cosine = (on_cpu * on_cuda).sum(axis=1) / (np.linalg.norm(on_cpu, axis=1) * np.linalg.norm(on_cuda, axis=1))
+    return {"queries": len(queries), "head_device": str(model.head_device),
+            "max_abs_embedding_difference": float(np.abs(on_cpu - on_cuda).max()),
+            "min_cosine": float(cosine.min())}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", required=True, help="task directories (trained on together)")
@@ -91,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--query-encoder", help="default: the recipe's")
     parser.add_argument("--document-encoder", help="default: the recipe's")
     parser.add_argument("--record-cache", type=Path, help="copy the embedding-cache entries read into this folder")
+    parser.add_argument("--inference", type=int, default=0, metavar="N",
+                        help="also encode N test queries of the first task with the CPU-trained model on the CPU and "
+                             "on CUDA (needs the encoders' weights)")
     args = parser.parse_args(argv)
     encoders = {k: v for k, v in (("query_encoder", args.query_encoder), ("document_encoder", args.document_encoder))
                 if v}
@@ -113,6 +132,12 @@ def main(argv: list[str] | None = None) -> dict:
                                                        for k in cpu_head)
                 entry["max_abs_ndcg@10_difference"] = max(abs(cpu_run["ndcg@10"][t] - cuda_run["ndcg@10"][t])
                                                           for t in cpu_run["ndcg@10"])
+                if args.inference:
+                    from era_hf.tasks import load_task
+
+                    task = load_task(args.tasks[0])
+                    ids = list(task.split(0.2, 42).test)[:args.inference]
+                    entry["inference"] = inference_difference(Path(tmp) / f"{recipe}-cpu", task.query_texts(ids))
             report["recipes"][recipe] = entry
             print(recipe, json.dumps(entry), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

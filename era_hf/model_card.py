@@ -486,8 +486,11 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             margin = init.get("margin")
             best = f" (best weight {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
                 if isinstance(margin, Mapping) else ""
+            gain = init.get("gain_over_weight_0")
+            sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
+                   f"over weight 0, the cheap baseline" if isinstance(gain, Mapping) else ""
             facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{best}"
-                         f"{kept}")
+                         f"{kept}{sure}")
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")

@@ -82,6 +82,9 @@ def test_margin_rule_in_a_real_run_picks_no_larger_weight_than_the_best(tmp_path
     assert init["val_ndcg@10"][str(init["weight"])] >= floor
     assert all(v < floor for w, v in init["val_ndcg@10"].items() if float(w) < init["weight"])  # the smallest
     assert "1 standard error(s) of the best" in init["selected_by"]
+    gain = init["gain_over_weight_0"]  # the picked weight against the cheap baseline, with its noise
+    assert gain["gain"] == pytest.approx(init["val_ndcg@10"][str(init["weight"])] - init["val_ndcg@10"]["0.0"])
+    assert gain["standard_error"] >= 0
     assert model.config.recipe == "recommended (modified)"
 
 

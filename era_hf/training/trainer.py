@@ -396,9 +396,11 @@ class ERATrainer:
                 init_info = stage1.score_preserving_init(
                     head, data, al, self._val_ndcg(infos, embedder, device, with_train),
                     selected_by=f"{'train + validation' if with_train else 'validation'} nDCG@10", guard=guard)
-            logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s%s)", init_info["weight"],
+            gain = init_info.get("gain_over_weight_0")
+            logger.info("alignment: score-preserving map, weight %s (validation nDCG@10 %s%s%s)", init_info["weight"],
                         init_info["val_ndcg@10"],
-                        f"; the clarity guard kept {init_info['guard']['kept']}" if "guard" in init_info else "")
+                        f"; the clarity guard kept {init_info['guard']['kept']}" if "guard" in init_info else "",
+                        f"; {gain['gain']:+.4f} ± {gain['standard_error']:.4f} over weight 0" if gain else "")
         elif al.init != "random":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 init_info = stage1.closed_form_init(head, data, al)

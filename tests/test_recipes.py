@@ -82,9 +82,12 @@ def test_margin_rule_in_a_real_run_picks_no_larger_weight_than_the_best(tmp_path
     assert init["val_ndcg@10"][str(init["weight"])] >= floor
     assert all(v < floor for w, v in init["val_ndcg@10"].items() if float(w) < init["weight"])  # the smallest
     assert "1 standard error(s) of the best" in init["selected_by"]
-    gain = init["gain_over_weight_0"]  # the picked weight against the cheap baseline, with its noise
-    assert gain["gain"] == pytest.approx(init["val_ndcg@10"][str(init["weight"])] - init["val_ndcg@10"]["0.0"])
-    assert gain["standard_error"] >= 0
+    if init["weight"]:  # the picked weight against the cheap baseline, with its noise
+        gain = init["gain_over_weight_0"]
+        assert gain["gain"] == pytest.approx(init["val_ndcg@10"][str(init["weight"])] - init["val_ndcg@10"]["0.0"])
+        assert gain["standard_error"] >= 0
+    else:
+        assert "gain_over_weight_0" not in init  # nothing to be sure of: the cheap baseline itself
     assert model.config.recipe == "recommended (modified)"
 
 
@@ -255,6 +258,10 @@ def test_paired_standard_error_matches_the_stratified_formula():
 def test_margin_rule_keeps_the_cheap_baseline_unless_the_gain_beats_the_noise(gain, noise, margin_se, expected):
     info = _margin_case(gain, noise, margin_se)
     assert info["weight"] == expected
+    assert ("gain_over_weight_0" in info) == (expected > 0)
+    if expected:
+        assert info["gain_over_weight_0"]["gain"] > 0
+        assert (info["gain_over_weight_0"]["standard_error"] > 0) == (noise > 0)
     assert ("margin" in info) == (margin_se > 0)
     if margin_se:
         assert info["margin"]["best"] == 1.5 and "standard error" in info["selected_by"]

@@ -246,8 +246,8 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     ``args.score_weight_margin_se = z > 0`` the smallest weight within ``z`` standard errors
     (:func:`paired_standard_error` of the best weight against ``w = 0``) of the best is taken instead.
     ``guard`` (``head -> float``, e.g. :func:`query_clarity` on the index's unlabelled queries) removes the
-    weights it scores below ``w = 0`` from the candidates before validation picks. When ``w = 0`` was
-    validated, the record gives the picked weight's gain over it and that gain's standard error.
+    weights it scores below ``w = 0`` from the candidates before validation picks. When a weight other than
+    ``w = 0`` is picked and ``w = 0`` was validated, the record gives the gain over it and its standard error.
     """
     from ..heads import LinearHead
 
@@ -284,7 +284,7 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     set_weight(best)
     out.update({"weight": best, "val_ndcg@10": scores, "scale": scale, "ridge_lambda": info["ridge_lambda"],
                 "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by})
-    if 0.0 in per_query:  # how sure the labels are that the picked weight beats the cheap baseline
+    if best and 0.0 in per_query:  # how sure the labels are that the picked weight beats the cheap baseline
         base = float(np.mean([np.mean(v) for v in per_query[0.0]]))
         out["gain_over_weight_0"] = {"gain": scores[str(best)] - base,
                                      "standard_error": paired_standard_error(per_query[best], per_query[0.0])}

@@ -488,7 +488,8 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
                 if isinstance(margin, Mapping) else ""
             gain = init.get("gain_over_weight_0")
             sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
-                   f"over weight 0, the cheap baseline" if isinstance(gain, Mapping) else ""
+                   f"over weight 0, the cheap baseline" if isinstance(gain, Mapping) and \
+                all(isinstance(gain.get(k), (int, float)) for k in ("gain", "standard_error")) else ""
             facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{best}"
                          f"{kept}{sure}")
         if facts:

@@ -272,7 +272,10 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     for w in sorted({0.0, *candidates}) if args.score_weight_margin_se else candidates:
         set_weight(w)
         per_query[w] = val_ndcg(head)
-    scores = {str(w): float(np.mean([np.mean(v) for v in per_query[w]])) for w in candidates}
+    def macro(w: float) -> float:
+        return float(np.mean([np.mean(v) for v in per_query[w]]))
+
+    scores = {str(w): macro(w) for w in candidates}
     best = max(candidates, key=lambda w: (scores[str(w)], -w)) if candidates else 0.0  # ties: the smaller weight
     out: dict[str, Any] = {"method": "score"}
     if args.score_weight_margin_se and candidates:
@@ -285,8 +288,7 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     out.update({"weight": best, "val_ndcg@10": scores, "scale": scale, "ridge_lambda": info["ridge_lambda"],
                 "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by})
     if best and 0.0 in per_query:  # how sure the labels are that the picked weight beats the cheap baseline
-        base = float(np.mean([np.mean(v) for v in per_query[0.0]]))
-        out["gain_over_weight_0"] = {"gain": scores[str(best)] - base,
+        out["gain_over_weight_0"] = {"gain": scores[str(best)] - macro(0.0),
                                      "standard_error": paired_standard_error(per_query[best], per_query[0.0])}
     if guard is not None:
         out["guard"] = {"clarity": guarded, "kept": [str(w) for w in candidates]}

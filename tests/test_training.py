@@ -496,3 +496,38 @@ def test_each_run_gets_the_device_it_asks_for_in_one_process():
     for cpu in (True, False, True):
         make_accelerator(cpu=cpu)
         assert PartialState()._cpu is cpu
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the caller's Accelerator is on the GPU: "
+                                                     "the next test covers that case")
+def test_a_callers_own_accelerator_is_kept_not_reset():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from era_hf.training.trainer import make_accelerator
+
+    from accelerate.state import PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # as in a fresh process
+    mine = Accelerator()  # the caller's, made before training (on this CPU machine: the CPU)
+    for _ in range(2):
+        ours = make_accelerator(cpu=True)  # the same device: used as it is, never reset
+        assert ours.device == mine.device and PartialState()._cpu is False
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: a caller's Accelerator on the GPU")
+def test_a_callers_accelerator_on_another_device_is_refused_and_ours_follow_the_request():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    from era_hf.training.trainer import make_accelerator
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    mine = Accelerator()  # the caller's, on the GPU
+    with pytest.raises(ERAError, match="cannot take effect"):
+        make_accelerator(cpu=True)
+    assert mine.device.type == "cuda" and PartialState().device.type == "cuda"  # left as it was
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert [make_accelerator(cpu=cpu).device.type for cpu in (True, False, True)] == ["cpu", "cuda", "cpu"]
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -59,25 +59,42 @@ def _setup_logging(quiet: bool, is_main: bool) -> None:
         logger.propagate = False
 
 
+#: Marks an accelerate state that era_hf created (and may therefore replace) in accelerate's shared state.
+_OWNED_STATE = "_era_hf_owned"
+
+
 def make_accelerator(cpu: bool = False) -> Any:
     """An Accelerator on the device that ``cpu`` asks for.
 
     accelerate keeps one state per process and hands it to every later Accelerator, so a second training
     run in one process would silently run where the first did (the CPU after a ``cpu=True`` run, the GPU
-    after a GPU run). In a single process the state is dropped first; under a distributed launch the
-    launch decides the device, and a conflicting ``cpu`` is reported.
+    after a GPU run). In a single process, a state that an earlier era_hf run created is replaced; a state
+    the caller created is kept when it is on the requested device and refused with an ERAError when not
+    (clearing it would break the caller's own Accelerator). Under a distributed launch the launch decides
+    the device, and a conflicting ``cpu`` is reported.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType
 
-    if PartialState._shared_state and PartialState().distributed_type == DistributedType.NO:
-        AcceleratorState._reset_state(reset_partial_state=True)
+    shared = PartialState._shared_state
+    if shared and PartialState().distributed_type == DistributedType.NO:
+        state = PartialState()
+        if shared.get(_OWNED_STATE):
+            AcceleratorState._reset_state(reset_partial_state=True)
+        elif state.device.type != ("cpu" if cpu else state.default_device.type):
+            raise ERAError(f"this process already runs accelerate on {state.device} (an Accelerator created "
+                           f"before training), and accelerate keeps one device per process: cpu={cpu} cannot take "
+                           "effect; pass that Accelerator to ERATrainer(accelerator=...) or train in a new process")
+    owned = not PartialState._shared_state
     try:
-        return Accelerator(cpu=cpu) if cpu else Accelerator()
+        accelerator = Accelerator(cpu=cpu) if cpu else Accelerator()
     except ValueError:  # a distributed launch's state with other settings
         warnings.warn(f"cpu={cpu} is ignored: this distributed launch already chose its devices", stacklevel=2)
-        return Accelerator()
+        accelerator = Accelerator()
+    if owned:
+        PartialState._shared_state[_OWNED_STATE] = True
+    return accelerator
 
 
 def _describe_revision(revision: str | None) -> str | None:

@@ -26,6 +26,11 @@ from typing import Iterator
 import numpy as np
 
 RECIPES = ("reference", "recommended")
+LABEL_RATIO = 0.2
+
+
+def run_dir(workdir: Path, recipe: str, cpu: bool) -> Path:
+    return workdir / f"{recipe}-{'cpu' if cpu else 'cuda'}"
 
 
 @contextlib.contextmanager
@@ -61,10 +66,10 @@ def train_and_evaluate(recipe: str, tasks: list[str], cpu: bool, workdir: Path, 
     from era_hf.tasks import load_task
     from era_hf.training import get_recipe, train
 
-    out = workdir / f"{recipe}-{'cpu' if cpu else 'cuda'}"
-    args = get_recipe(recipe).arguments(tasks=tasks, output_dir=str(out), label_ratio=0.2, seed=0, quiet=True,
-                                        plot=False, overwrite=True, cpu=cpu, alignment_tasks=alignment_tasks,
-                                        **encoders)
+    out = run_dir(workdir, recipe, cpu)
+    args = get_recipe(recipe).arguments(tasks=tasks, output_dir=str(out), label_ratio=LABEL_RATIO, seed=0,
+                                        quiet=True, plot=False, overwrite=True, cpu=cpu,
+                                        alignment_tasks=alignment_tasks, **encoders)
     start = time.perf_counter()
     train(args)
     wall = time.perf_counter() - start
@@ -119,6 +124,13 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"cuda_device": torch.cuda.get_device_name(0) if cuda else None, "torch": torch.__version__,
                     "tasks": [Path(t).name for t in args.tasks],
                     "alignment_tasks": [Path(t).name for t in args.alignment_tasks], "recipes": {}}
+    queries: list[str] = []
+    if args.inference and cuda:
+        from era_hf.benchmark import SPLIT_SEED
+        from era_hf.tasks import load_task
+
+        task = load_task(args.tasks[0])
+        queries = task.query_texts(list(task.split(LABEL_RATIO, SPLIT_SEED).test)[:args.inference])
     with tempfile.TemporaryDirectory() as tmp, record_cache_reads(args.record_cache):
         for recipe in args.recipes:
             cpu_run, cpu_head = train_and_evaluate(recipe, args.tasks, True, Path(tmp), encoders,
@@ -132,12 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                        for k in cpu_head)
                 entry["max_abs_ndcg@10_difference"] = max(abs(cpu_run["ndcg@10"][t] - cuda_run["ndcg@10"][t])
                                                           for t in cpu_run["ndcg@10"])
-                if args.inference:
-                    from era_hf.tasks import load_task
-
-                    task = load_task(args.tasks[0])
-                    ids = list(task.split(0.2, 42).test)[:args.inference]
-                    entry["inference"] = inference_difference(Path(tmp) / f"{recipe}-cpu", task.query_texts(ids))
+                if queries:
+                    entry["inference"] = inference_difference(run_dir(Path(tmp), recipe, True), queries)
             report["recipes"][recipe] = entry
             print(recipe, json.dumps(entry), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

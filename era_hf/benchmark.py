@@ -424,19 +424,16 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
     return args
 
 
-#: Result-affecting fields added after results were stored -> the value that behaves as before they existed.
-_LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_margin_se": 0.0}
+#: Result-affecting fields added after results were stored -> the value that behaves as before they existed
+#: (the guard as it resolves in the run: 'none' where it does nothing).
+_LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0}
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
     from .training.arguments import resolved_score_weight_guard
 
     flat = args.flat(include_neutral=False)
-    # hashed as what it does: runs it leaves unguarded keep the hash they had before the option existed
-    guard = resolved_score_weight_guard(args, has_alignment_tasks)
-    flat.pop("alignment.score_weight_guard")
-    if guard != "none":
-        flat["alignment.score_weight_guard"] = guard
+    flat["alignment.score_weight_guard"] = resolved_score_weight_guard(args, has_alignment_tasks)  # what it does
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
             flat.pop(key)

@@ -484,13 +484,13 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \
                 if isinstance(guard, Mapping) and isinstance(guard.get("kept"), list) else ""
             margin = init.get("margin")
-            best = f" (best weight {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
+            rule = f" (best weight {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
                 if isinstance(margin, Mapping) else ""
             gain = init.get("gain_over_weight_0")
             sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
                    f"over weight 0, the cheap baseline" if isinstance(gain, Mapping) and \
                 all(isinstance(gain.get(k), (int, float)) for k in ("gain", "standard_error")) else ""
-            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{best}"
+            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{rule}"
                          f"{kept}{sure}")
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))

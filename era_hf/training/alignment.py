@@ -272,6 +272,7 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     for w in sorted({0.0, *candidates}) if args.score_weight_margin_se else candidates:
         set_weight(w)
         per_query[w] = val_ndcg(head)
+
     def macro(w: float) -> float:
         return float(np.mean([np.mean(v) for v in per_query[w]]))
 

@@ -86,7 +86,7 @@ def make_accelerator(cpu: bool = False) -> Any:
             raise ERAError(f"this process already runs accelerate on {state.device} (an Accelerator created "
                            f"before training), and accelerate keeps one device per process: cpu={cpu} cannot take "
                            "effect; pass that Accelerator to ERATrainer(accelerator=...) or train in a new process")
-    owned = not PartialState._shared_state
+    owned = not shared  # the same dict, emptied by a reset
     try:
         accelerator = Accelerator(cpu=cpu) if cpu else Accelerator()
     except ValueError:  # a distributed launch's state with other settings

@@ -110,6 +110,9 @@ class BenchmarkMethod:
         return self.mode != "alignment_only"
 
 
+#: Distillation steps per task of the distillation rows (alignment.distill_steps): set before any result was seen.
+DISTILL_STEPS = 300
+
 #: The trained methods, in report order. A new row is one new entry.
 METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("alignment_only", "reference", "alignment_only", {},
@@ -143,6 +146,18 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended whose score-map weight is the smallest within one standard error of the "
                     "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
                     "stays unless the labels show the gain beyond their noise)"),
+    BenchmarkMethod("distill_only", "recommended", "alignment_only", {"alignment.distill_steps": DISTILL_STEPS},
+                    f"OURS, no labels: recipe `recommended`, stage 1 only, its score map refined by listwise "
+                    f"distillation of the two encoders' fused scores (alignment.distill_steps={DISTILL_STEPS}; "
+                    f"documents and unlabelled non-test queries as queries); one run per seed, the same at every "
+                    f"ratio"),
+    BenchmarkMethod("rec+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
+                    f"OURS: era_recommended whose stage 1 is distill_only (alignment.distill_steps="
+                    f"{DISTILL_STEPS}; no score-map weight picked on labels), then the same stage 2"),
+    BenchmarkMethod("rec_index+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
+                    "OURS: rec+distill with stage 1 on the held-out collection (`--alignment-tasks`): the score "
+                    "map is distilled on the searched index's own documents and unlabelled non-test queries, "
+                    "stage 2 uses the other collections' labels; leave-one-out only", align_on_test=True),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both", {"alignment.score_weight_guard": "none"},
                     "OURS: era_recommended_index without the clarity guard: the score-map weight is picked on the "
                     "other collections' labels alone; leave-one-out only", align_on_test=True),
@@ -436,6 +451,9 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     flat["alignment.score_weight_guard"] = resolved_score_weight_guard(args, has_alignment_tasks)  # what it does
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
+            flat.pop(key)
+    if not flat.get("alignment.distill_steps"):  # distillation off: its settings do nothing
+        for key in [k for k in flat if k.startswith("alignment.distill_")]:
             flat.pop(key)
     for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves
         flat.pop(key, None)

@@ -479,7 +479,14 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
         facts = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in info.items()
                  if isinstance(v, (int, float, str, bool)) and k != "name" and len(str(v)) < 80]
         init = info.get("init")
-        if isinstance(init, Mapping) and "weight" in init:  # the anchored score map: say how its weight was picked
+        distilled = init.get("distillation") if isinstance(init, Mapping) else None
+        if isinstance(distilled, Mapping):  # the anchored score map, distilled: no weight picked on labels
+            facts.append(f"score map distilled from both encoders' fused scores (teacher weight "
+                         f"{_fmt(distilled.get('teacher_weight'))}, {_fmt(distilled.get('steps'))} steps, loss "
+                         f"{distilled.get('loss_first_tenth', float('nan')):.4f} → "
+                         f"{distilled.get('loss_last_tenth', float('nan')):.4f} over the first → last tenth of the "
+                         f"steps; no labels)")
+        elif isinstance(init, Mapping) and "weight" in init:  # the anchored score map: say how its weight was picked
             guard = init.get("guard")
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \
                 if isinstance(guard, Mapping) and isinstance(guard.get("kept"), list) else ""

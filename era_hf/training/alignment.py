@@ -15,12 +15,15 @@ Anchored heads (``output = normalize(anchor + project(x))``): for identical text
 is the document encoder's embedding of ``x`` — exactly the target — so the zero map is already
 optimal and stage 1 has nothing to learn. ``anchored="skip"`` (default) skips it;
 ``anchored="ensemble"`` fits ``project`` like an unanchored head, so the model outputs
-``normalize(anchor + aligned)``: an average of the cheap embedding and the aligned strong one.
+``normalize(anchor + aligned)``: an average of the cheap embedding and the aligned strong one;
+``anchored="score"`` (ours) writes a map that reproduces the strong encoder's scores over documents
+(:func:`score_preserving_init`), optionally refined by listwise distillation (:func:`distilled_score_init`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,7 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import ERAError
 from .arguments import AlignmentArguments
-from .losses import alignment_loss
+from .losses import alignment_loss, listwise_distillation_loss
 
 
 def loss_values(name: str, pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
@@ -229,6 +232,17 @@ def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> f
     return math.sqrt(variance) / len(a)
 
 
+def _score_map(head: torch.nn.Module, data: Any, args: AlignmentArguments) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge) in ``head.proj.weight``'s layout and device."""
+    from ..heads import LinearHead
+
+    if not isinstance(head, LinearHead):
+        raise ERAError("alignment.anchored='score' writes a linear map: use --head linear")
+    x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
+    m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
+    return m.float().to(head.proj.weight.device), info  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
+
+
 def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
                           val_ndcg: Callable[[torch.nn.Module], Sequence[np.ndarray]],
                           selected_by: str = "validation nDCG@10",
@@ -249,14 +263,8 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     weights it scores below ``w = 0`` from the candidates before validation picks. When a weight other than
     ``w = 0`` is picked and ``w = 0`` was validated, the record gives the gain over it and its standard error.
     """
-    from ..heads import LinearHead
-
-    if not isinstance(head, LinearHead):
-        raise ERAError("alignment.anchored='score' writes a linear map: use --head linear")
-    x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
-    m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
-    weight = m.float().to(head.proj.weight.device)  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
-    scale = float((x.float().to(weight.device) @ weight.T).norm(dim=-1).mean()) or 1.0
+    weight, info = _score_map(head, data, args)
+    scale = float((data.x_train.detach().float().to(weight.device) @ weight.T).norm(dim=-1).mean()) or 1.0
 
     def set_weight(w: float) -> None:
         with torch.no_grad():
@@ -294,3 +302,61 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     if guard is not None:
         out["guard"] = {"clarity": guarded, "kept": [str(w) for w in candidates]}
     return out
+
+
+# ---------------------------------------------------------------------- distillation
+def distilled_score_init(head: torch.nn.Module, data: Any, groups: Sequence[Any], args: AlignmentArguments,
+                         seed: int) -> dict[str, Any]:
+    """Anchored score map refined by listwise distillation (ours, ``args.distill_steps > 0``; no labels).
+
+    The score-preserving map (see :func:`score_preserving_init`) only approximates the query encoder's scores
+    in the document space, evenly over all documents. Ranking needs them right at the top of each list. So the
+    head starts at ``normalize(anchor + λ · q Mᵀ)`` (``λ = args.distill_teacher_weight``: initially a linear
+    stand-in for the fused scores) and Adam then minimises, per query, the KL divergence between softmaxes over
+    the task's documents (:func:`~era_hf.training.losses.listwise_distillation_loss`): the teacher is the fusion
+    ``cheap(q)·cheap(d) + λ · strong(q)·strong(d)``, which needs the strong encoder's embeddings of the documents
+    at training time only; the student is ``head(q)·cheap(d)``, what the cheap index can compute. Queries are
+    documents (each left out of its own list) and the tasks' unlabelled non-test queries (``groups``:
+    :func:`~era_hf.training.data.build_distillation_data`). Each step draws a task uniformly, then
+    ``distill_batch_size`` of its queries; ``distill_steps`` steps per task in all. No weight is picked on labels.
+    """
+    weight, info = _score_map(head, data, args)
+    with torch.no_grad():
+        head.proj.weight.copy_(weight * args.distill_teacher_weight)
+        head.proj.bias.zero_()
+    return {"method": "score+distill", "weight": args.distill_teacher_weight, "ridge_lambda": info["ridge_lambda"],
+            "heldout_cosine": info["heldout_cosine"], "distillation": distill(head, groups, args, seed)}
+
+
+def distill(head: torch.nn.Module, groups: Sequence[Any], args: AlignmentArguments, seed: int) -> dict[str, Any]:
+    """Run the listwise distillation of :func:`distilled_score_init` on ``head`` in place; returns its record."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=args.distill_lr)
+    losses = []
+    start = time.perf_counter()
+    head.train()
+    for _ in range(args.distill_steps * len(groups)):
+        g = groups[int(torch.randint(len(groups), (1,), generator=generator))]
+        rows = torch.randint(g.n_queries, (min(args.distill_batch_size, g.n_queries),), generator=generator)
+        rows = rows.to(g.queries.device)
+        x, anchor, own = g.queries[rows], g.anchors[rows], g.own_doc[rows]
+        with torch.no_grad():
+            teacher = anchor @ g.docs.T + args.distill_teacher_weight * (x @ g.docs_strong.T)
+        exclude = torch.zeros_like(teacher, dtype=torch.bool)
+        is_doc = (own >= 0).nonzero()[:, 0]
+        exclude[is_doc, own[is_doc]] = True
+        loss = listwise_distillation_loss(head(x, anchor) @ g.docs.T, teacher, args.distill_temperature,
+                                          exclude).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    head.eval()
+    if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
+        raise ERAError("the distillation diverged (non-finite head weights): lower alignment.distill_lr")
+    tenth = max(1, len(losses) // 10)
+    return {"steps": len(losses), "teacher_weight": args.distill_teacher_weight,
+            "temperature": args.distill_temperature, "lr": args.distill_lr, "batch_size": args.distill_batch_size,
+            "loss_first_tenth": float(np.mean(losses[:tenth])), "loss_last_tenth": float(np.mean(losses[-tenth:])),
+            "tasks": {g.name: {"queries": g.n_queries, "documents": int(g.docs.shape[0])} for g in groups},
+            "seconds": round(time.perf_counter() - start, 3)}

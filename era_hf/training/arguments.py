@@ -101,14 +101,30 @@ class AlignmentArguments:
                                             "per-query difference to weight 0, tasks as strata): 0 = the best "
                                             "weight, 1 = the one-standard-error rule, which keeps the cheap "
                                             "baseline unless the labels show the gain beyond their noise")
+    distill_steps: int = _f(0, "anchored='score' (ours): Adam steps per alignment task of listwise distillation "
+                               "after the score-preserving map, which then starts at the full teacher weight: the "
+                               "head learns to rank each task's documents as the two encoders' fused scores do "
+                               "(cheap cosine + distill_teacher_weight x strong cosine), with documents and the "
+                               "tasks' unlabelled non-test queries as queries; no labels, so score_weights are not "
+                               "tried (0 = off)")
+    distill_teacher_weight: float = _f(1.0, "distillation teacher: weight of the query encoder's own "
+                                            "query-document cosine, added to the document encoder's")
+    distill_temperature: float = _f(0.05, "distillation: softmax temperature of teacher and student over documents")
+    distill_lr: float = _f(1e-3, "distillation: Adam learning rate")
+    distill_batch_size: int = _f(128, "distillation: queries per step")
+    distill_pseudo_queries: int = _f(2000, "distillation: documents per task that also serve as queries")
+    distill_docs_per_task: int = _f(0, "distillation: documents per task the teacher and the head rank (a sample of "
+                                       "sample_seed; 0 = all, which embeds the whole corpus with the query encoder "
+                                       "once, at training time only)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
-                        "checkpoint_every", "score_weight_margin_se",
-                        allow_zero=("weight_decay", "score_weight_margin_se"))
-        _check_nonneg_int(self, "epochs", "refine_epochs")
+                        "checkpoint_every", "score_weight_margin_se", "distill_teacher_weight",
+                        "distill_temperature", "distill_lr", "distill_batch_size", "distill_pseudo_queries",
+                        allow_zero=("weight_decay", "score_weight_margin_se", "distill_pseudo_queries"))
+        _check_nonneg_int(self, "epochs", "refine_epochs", "distill_steps", "distill_docs_per_task")
         _check_int(self, "sample_seed")
         _check_fraction(self, "eval_ratio")
         if self.ridge_lambda != "auto":
@@ -175,9 +191,9 @@ class AdaptationArguments:
 
 def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: bool) -> str:
     """What ``alignment.score_weight_guard`` does in a run: 'clarity' or 'none' ('auto' resolved; no guard
-    unless stage 1 writes the anchored score map)."""
+    unless stage 1 picks the weight of the anchored score map, which a distilled map does not)."""
     al = args.alignment
-    if not (args.anchor and al.anchored == "score"):
+    if not (args.anchor and al.anchored == "score") or al.distill_steps:
         return "none"
     if al.score_weight_guard == "auto":
         return "clarity" if has_alignment_tasks else "none"
@@ -300,6 +316,13 @@ class TrainingArguments:
             self.adaptation = AdaptationArguments(**self.adaptation)
         self.alignment.validate()
         self.adaptation.validate()
+        if self.alignment.distill_steps and not (self.anchor and self.alignment.anchored == "score"):
+            raise ERAError("alignment.distill_steps refines the anchored score map: it needs --anchor and "
+                           "--alignment.anchored score (as in --recipe recommended)")
+        if self.alignment.distill_steps and (self.alignment.score_weight_margin_se
+                                             or self.alignment.score_weight_guard == "clarity"):
+            raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "
+                           "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick")
         if self.stop_after is not None:
             parse_stop_after(self.stop_after)
 
@@ -343,7 +366,8 @@ def _check_positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> 
 
 
 _INT_FIELDS = {"num_threads", "batch_size", "docs_per_task", "num_negatives", "teacher_top_k", "checkpoint_every",
-               "query_max_length", "document_max_length", "encode_batch_size"}
+               "query_max_length", "document_max_length", "encode_batch_size", "distill_batch_size",
+               "distill_pseudo_queries"}
 
 
 def _check_nonneg_int(obj: Any, *names: str) -> None:

@@ -217,6 +217,21 @@ def heldout_split(n: int, ratio: float, seed: int) -> tuple[list[int], list[int]
     return [i for i in range(n) if i not in held], [i for i in range(n) if i in held]
 
 
+def query_side_documents(info: TaskInfo, embedder: Embedder, rows: np.ndarray) -> np.ndarray:
+    """The query encoder's embeddings of the task's documents at sorted corpus ``rows``.
+
+    They use the document length limit: the setting (and, for a whole corpus in corpus order, the very cache
+    entry) of the query-model corpus baseline. A sample is embedded in corpus order, so its cache key does not
+    depend on the sampling order.
+    """
+    pair = embedder.pair
+    texts = info.task.document_texts()
+    fp = pair.query_fingerprint(pair.document_max_length)
+    if len(rows) == info.n_docs or (pair.cache is not None and pair.cache.contains(fp, texts)):
+        return np.asarray(embedder.query_side(texts, max_length=pair.document_max_length)[rows])
+    return np.asarray(embedder.query_side([texts[i] for i in rows], max_length=pair.document_max_length))
+
+
 def build_alignment_data(infos: Sequence[TaskInfo], embedder: Embedder, args: TrainingArguments,
                          device: torch.device | str = "cpu") -> AlignmentData:
     """Identical texts embedded by both encoders: sampled documents (+ train/val queries when asked).
@@ -225,7 +240,6 @@ def build_alignment_data(infos: Sequence[TaskInfo], embedder: Embedder, args: Tr
     into one preallocated array already split into [train | held-out] (memory: one copy of the pairs).
     """
     a = args.alignment
-    pair = embedder.pair
     samples = [sample_documents(info.n_docs, a.docs_per_task, a.sample_seed) for info in infos]
     query_ids = [list(info.split.train) + list(info.split.val) if a.include_queries else [] for info in infos]
     n = sum(len(s) for s in samples) + sum(len(q) for q in query_ids)
@@ -248,23 +262,13 @@ def build_alignment_data(infos: Sequence[TaskInfo], embedder: Embedder, args: Tr
         y[rows] = y_part
         pos += len(x_part)
 
-    fp = pair.query_fingerprint(pair.document_max_length)
     for info, idx in zip(infos, samples):
         counts[info.name] = {"documents": len(idx), "queries": 0}
         if not idx:
             continue
-        texts = info.task.document_texts()
-        corpus = info.corpus(embedder)
-        # Query-encoder embeddings of documents use the document length limit: the setting (and, for a
-        # whole corpus in corpus order, the very cache entry) of the query-model corpus baseline. A sample
-        # is embedded in corpus order, so its cache key does not depend on the sampling order.
         rows = np.sort(np.asarray(idx, dtype=np.int64))
-        if len(rows) == info.n_docs or (pair.cache is not None and pair.cache.contains(fp, texts)):
-            x_rows = embedder.query_side(texts, max_length=pair.document_max_length)[rows]
-        else:
-            x_rows = embedder.query_side([texts[i] for i in rows], max_length=pair.document_max_length)
         order = np.searchsorted(rows, np.asarray(idx, dtype=np.int64))  # back to the reference's sample order
-        put(np.asarray(x_rows)[order], np.asarray(corpus[rows])[order])
+        put(query_side_documents(info, embedder, rows)[order], np.asarray(info.corpus(embedder)[rows])[order])
     for info, qids in zip(infos, query_ids):
         if qids:
             put(np.asarray(embedder.queries(info.task, qids, "query")),
@@ -273,6 +277,51 @@ def build_alignment_data(infos: Sequence[TaskInfo], embedder: Embedder, args: Tr
     k = len(train)
     t = lambda arr: torch.from_numpy(arr).to(device)  # noqa: E731  (views of x / y on CPU: no copy)
     return AlignmentData(t(x[:k]), t(y[:k]), t(x[k:]), t(y[k:]), counts)
+
+
+@dataclass
+class DistillationGroup:
+    """One task's listwise-distillation tensors: queries and documents, each embedded by both encoders."""
+
+    name: str
+    queries: torch.Tensor  # (n, q_dim) the query encoder's embeddings of the queries
+    anchors: torch.Tensor  # (n, d_dim) the document encoder's embeddings of the same texts
+    own_doc: torch.Tensor  # (n,) the row in ``docs`` of a query that is a document; -1 for a real query
+    docs_strong: torch.Tensor  # (m, q_dim) the query encoder's embeddings of the documents ranked
+    docs: torch.Tensor  # (m, d_dim) the document encoder's embeddings of the same documents (the index)
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.queries.shape[0])
+
+
+def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args: TrainingArguments,
+                            device: torch.device | str = "cpu") -> list[DistillationGroup]:
+    """Per task: ``distill_docs_per_task`` documents (all when 0) to rank, the first ``distill_pseudo_queries`` of
+    them (in ``sample_seed`` order) as queries, plus the task's non-test query texts (no labels read)."""
+    a = args.alignment
+    groups = []
+    for info in infos:
+        k = a.distill_docs_per_task or info.n_docs
+        sample = sample_documents(info.n_docs, k, a.sample_seed)
+        rows = np.sort(np.asarray(sample, dtype=np.int64))
+        docs = np.asarray(info.corpus(embedder)[rows], dtype=np.float32)
+        docs_strong = query_side_documents(info, embedder, rows).astype(np.float32, copy=False)
+        as_query = np.searchsorted(rows, np.asarray(sample[:a.distill_pseudo_queries], dtype=np.int64))
+        qids = non_test_query_ids(info, args)
+        queries, anchors = [docs_strong[as_query]], [docs[as_query]]
+        if qids:
+            queries.append(np.asarray(embedder.queries(info.task, qids, "query"), dtype=np.float32))
+            anchors.append(np.asarray(embedder.queries(info.task, qids, "document"), dtype=np.float32))
+        own = np.concatenate([as_query, np.full(len(qids), -1, dtype=np.int64)])
+        if len(own) == 0:
+            continue
+        t = lambda arr: torch.from_numpy(np.array(arr)).to(device)  # noqa: E731  (a copy: cache entries are read-only)
+        groups.append(DistillationGroup(info.name, t(np.concatenate(queries)), t(np.concatenate(anchors)), t(own),
+                                        t(docs_strong), t(docs)))
+    if not groups:
+        raise ERAError("alignment.distill_steps: the alignment tasks give no document or query to distill on")
+    return groups
 
 
 # ---------------------------------------------------------------------- stage 2

@@ -41,7 +41,8 @@ from . import adaptation as stage2
 from . import alignment as stage1
 from .arguments import TrainingArguments, parse_stop_after, resolved_score_weight_guard
 from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
-from .data import Embedder, build_adaptation_data, build_alignment_data, non_test_query_ids, prepare_tasks
+from .data import (Embedder, build_adaptation_data, build_alignment_data, build_distillation_data,
+                   non_test_query_ids, prepare_tasks)
 from .loop import EpochLoop, LoopState, TrainingStopped
 
 logger = logging.getLogger("era_hf.training")
@@ -405,6 +406,13 @@ class ERATrainer:
         if saved is not None:
             head.load_state_dict(saved["head"])
             init_info = saved["extra"]["init"]
+        elif config.anchor and al.anchored == "score" and al.distill_steps:
+            groups = build_distillation_data(align_infos, embedder, a, device)
+            init_info = stage1.distilled_score_init(head, data, groups, al, a.seed)
+            record = init_info["distillation"]
+            logger.info("alignment: score map distilled from the fused scores (teacher weight %s, %d steps, "
+                        "loss %.4f -> %.4f, %.1f s)", record["teacher_weight"], record["steps"],
+                        record["loss_first_tenth"], record["loss_last_tenth"], record["seconds"])
         elif config.anchor and al.anchored == "score":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 with_train = al.score_weight_queries == "train_val" and a.mode != "alignment_only"

@@ -4,7 +4,8 @@ gradient as one process (see :mod:`era_hf.training.loop`).
 
 Alignment losses (stage 1) compare the head's L2-normalised output with the document
 encoder's embedding of the same text: :func:`cosine_loss` (the reference), :func:`mse_loss`,
-:func:`smooth_l1_loss`. Stage 2 uses :func:`info_nce_loss`.
+:func:`smooth_l1_loss`; an anchored score map may be refined by :func:`listwise_distillation_loss`.
+Stage 2 uses :func:`info_nce_loss`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from ...errors import ERAError
 from .cosine import cosine_loss
 from .info_nce import info_nce_loss
+from .listwise_distillation import listwise_distillation_loss
 from .mse import mse_loss
 from .smooth_l1 import smooth_l1_loss
 
@@ -35,4 +37,4 @@ def alignment_loss(name: str) -> AlignmentLoss:
     return ALIGNMENT_LOSSES[name]
 
 
-__all__ = ["ALIGNMENT_LOSSES", "alignment_loss", "cosine_loss", "info_nce_loss", "mse_loss", "smooth_l1_loss"]
+__all__ = ["ALIGNMENT_LOSSES", "alignment_loss", "cosine_loss", "info_nce_loss", "listwise_distillation_loss", "mse_loss", "smooth_l1_loss"]

@@ -1,0 +1,101 @@
+"""Listwise distillation of the fused scores into the anchored score map (alignment.distill_steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import MINILM, MPNET
+from test_training import adi, cache_dir, head_tensors, run, small_args, write_beir  # noqa: F401 (fixtures)
+
+from era_hf.errors import ERAError
+from era_hf.training import get_recipe
+from era_hf.training.losses import listwise_distillation_loss
+
+
+def distill_args(out, cache_dir, **alignment):
+    return small_args(out, cache_dir, recipe="recommended", query_encoder=MPNET, document_encoder=MINILM,
+                      alignment={"distill_steps": 15, "distill_batch_size": 16, **alignment},
+                      adaptation={"epochs": 1})
+
+
+def test_loss_ignores_excluded_documents_and_keeps_gradients_finite():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(4, 6, generator=g)
+    student = torch.randn(4, 6, generator=g, requires_grad=True)
+    exclude = torch.zeros(4, 6, dtype=torch.bool)
+    exclude[torch.arange(4), torch.tensor([0, 2, 5, 1])] = True
+    loss = listwise_distillation_loss(student, teacher, 0.5, exclude)
+    loss.sum().backward()
+    assert loss.shape == (4,) and bool((loss > 0).all()) and bool(torch.isfinite(student.grad).all())
+    assert float(student.grad[exclude].abs().sum()) == 0.0  # an excluded document gets no gradient
+    moved_teacher, moved_student = teacher.clone(), student.detach().clone()
+    moved_teacher[exclude] += 100.0
+    moved_student[exclude] -= 100.0
+    assert torch.allclose(listwise_distillation_loss(moved_student, moved_teacher, 0.5, exclude), loss.detach())
+
+
+def test_data_has_the_sampled_documents_pseudo_queries_and_non_test_queries(tmp_path, cache_dir):
+    from era_hf.cache import EmbeddingCache
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks import load_task
+    from era_hf.training.data import Embedder, build_distillation_data, non_test_query_ids, prepare_tasks
+
+    task = load_task(str(write_beir(tmp_path / "synth", n_docs=30, n_queries=12, name="synth")))
+    args = distill_args(tmp_path / "out", cache_dir, distill_docs_per_task=10, distill_pseudo_queries=4)
+    embedder = Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
+    infos = prepare_tasks([task], args)
+    (group,) = build_distillation_data(infos, embedder, args)
+    non_test = non_test_query_ids(infos[0], args)
+    assert 0 < len(non_test) < 12  # the test split stays out
+    assert group.docs.shape == (10, 384) and group.docs_strong.shape == (10, 768)
+    assert group.n_queries == 4 + len(non_test) and group.anchors.shape == (group.n_queries, 384)
+    own = group.own_doc
+    assert (own[:4] >= 0).all() and (own[4:] == -1).all() and len(set(own[:4].tolist())) == 4
+    # a document used as a query is that very document, in both encoders' views
+    assert torch.equal(group.anchors[:4], group.docs[own[:4]]) and torch.equal(group.queries[:4], group.docs_strong[own[:4]])
+    queries = embedder.queries(task, non_test, "query")
+    assert np.allclose(group.queries[4:].numpy(), queries)
+
+
+def test_distilled_stage1_learns_the_fused_ranking_deterministically(tmp_path, cache_dir, adi):
+    trainer, model = run([adi], distill_args(tmp_path / "a", cache_dir, distill_steps=40))
+    init = trainer.log["stages"]["alignment"]["init"]
+    record = init["distillation"]
+    assert init["method"] == "score+distill" and model.config.init == "score+distill"
+    assert "val_ndcg@10" not in init  # no weight picked on labels
+    assert record["steps"] == 40 and record["tasks"]["adi"]["documents"] == len(adi.document_ids())
+    assert record["loss_last_tenth"] < 0.8 * record["loss_first_tenth"]
+    from era_hf.model_card import build_model_card
+
+    text = build_model_card(tmp_path / "a").text
+    assert "score map distilled from both encoders' fused scores (teacher weight 1, 40 steps, loss" in text
+    assert "score-map weight" not in text  # nothing was picked on labels
+    again, _ = run([adi], distill_args(tmp_path / "b", cache_dir, distill_steps=40))
+    first, second = head_tensors(tmp_path / "a"), head_tensors(tmp_path / "b")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_result_hashes_change_only_when_distillation_is_on():
+    from era_hf.benchmark import _hash_arguments
+
+    rec = get_recipe("recommended").arguments(tasks=["x"], output_dir="out")
+    assert not any(k.startswith("alignment.distill_") for k in _hash_arguments(rec, True))  # off: as before
+    on = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 300})
+    flat = _hash_arguments(on, True, has_alignment_tasks=True)
+    assert flat["alignment.distill_steps"] == 300 and flat["alignment.distill_temperature"] == 0.05
+    assert "alignment.score_weight_guard" not in flat  # resolved to 'none': no weight for the guard to veto
+
+
+@pytest.mark.parametrize("recipe, alignment, message", [
+    ("reference", {"distill_steps": 10}, "needs --anchor"),
+    ("recommended", {"distill_steps": 10, "score_weight_margin_se": 1.0}, "no weight to pick"),
+    ("recommended", {"distill_steps": 10, "score_weight_guard": "clarity"}, "no weight to pick"),
+    ("recommended", {"distill_steps": -1}, "distill_steps must be an integer >= 0"),
+    ("recommended", {"distill_steps": 10, "distill_temperature": 0}, "distill_temperature must be a number > 0"),
+    ("recommended", {"distill_batch_size": 2.5}, "distill_batch_size must be an integer > 0"),
+])
+def test_bad_settings_are_refused_by_name(recipe, alignment, message):
+    args = get_recipe(recipe).arguments(tasks=["x"], output_dir="out", alignment=alignment)
+    with pytest.raises(ERAError, match=message):
+        args.validate()

@@ -154,6 +154,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("rec+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
                     f"OURS: era_recommended whose stage 1 is distill_only (alignment.distill_steps="
                     f"{DISTILL_STEPS}; no score-map weight picked on labels), then the same stage 2"),
+    BenchmarkMethod("rec+distill+patience10", "recommended", "both",
+                    {"alignment.distill_steps": DISTILL_STEPS, "adaptation.early_stopping_patience": 10},
+                    f"OURS: rec+distill with stage 2's early-stopping patience 10 instead of 5 (a distilled start is "
+                    f"harder to beat: with 5, stage 2 of one seed stopped before any epoch beat it on validation)"),
     BenchmarkMethod("rec_index+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
                     "OURS: rec+distill with stage 1 on the held-out collection (`--alignment-tasks`): the score "
                     "map is distilled on the searched index's own documents and unlabelled non-test queries, "

@@ -39,12 +39,13 @@ era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \
     --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended
 # 5b. listwise distillation of the fused scores into the score map (alignment.distill_steps): without labels, with
-#     them in-domain and per task, and leave-one-out with stage 1 on the held-out index.
+#     them in-domain, leave-one-out with stage 1 on the held-out index, and with stage 2's patience 10.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 --methods rec+distill distill_only
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec_index+distill
-era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 --methods rec+distill+patience10
-era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods rec+distill distill_only
-era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods rec+distill
-era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.4 --seeds 3 --methods rec+distill
+era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods rec+distill+patience10
+era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods rec+distill+patience10 \
+    distill_only
+era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.4 --seeds 3 --methods rec+distill+patience10
 # 6. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

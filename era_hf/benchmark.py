@@ -110,7 +110,7 @@ class BenchmarkMethod:
         return self.mode != "alignment_only"
 
 
-#: Distillation steps per task of the distillation rows (alignment.distill_steps): set before any result was seen.
+#: Distillation steps per task of the distillation rows (alignment.distill_steps): the first value tried.
 DISTILL_STEPS = 300
 
 #: The trained methods, in report order. A new row is one new entry.

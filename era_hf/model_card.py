@@ -481,11 +481,12 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
         init = info.get("init")
         distilled = init.get("distillation") if isinstance(init, Mapping) else None
         if isinstance(distilled, Mapping):  # the anchored score map, distilled: no weight picked on labels
+            losses = [distilled.get(k) for k in ("loss_first_tenth", "loss_last_tenth")]
+            trend = f", loss {losses[0]:.4f} → {losses[1]:.4f} over the first → last tenth of the steps" \
+                if all(isinstance(v, (int, float)) for v in losses) else ""
             facts.append(f"score map distilled from both encoders' fused scores (teacher weight "
-                         f"{_fmt(distilled.get('teacher_weight'))}, {_fmt(distilled.get('steps'))} steps, loss "
-                         f"{distilled.get('loss_first_tenth', float('nan')):.4f} → "
-                         f"{distilled.get('loss_last_tenth', float('nan')):.4f} over the first → last tenth of the "
-                         f"steps; no labels)")
+                         f"{_fmt(distilled.get('teacher_weight'))}, {_fmt(distilled.get('steps'))} steps{trend}; "
+                         f"no labels)")
         elif isinstance(init, Mapping) and "weight" in init:  # the anchored score map: say how its weight was picked
             guard = init.get("guard")
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \

@@ -99,3 +99,12 @@ def test_bad_settings_are_refused_by_name(recipe, alignment, message):
     args = get_recipe(recipe).arguments(tasks=["x"], output_dir="out", alignment=alignment)
     with pytest.raises(ERAError, match=message):
         args.validate()
+
+
+def test_card_states_a_distilled_map_without_its_losses_when_the_log_lacks_numbers():
+    from era_hf.model_card import _training_section
+
+    record = {"teacher_weight": 1.0, "steps": 10, "loss_first_tenth": "n/a"}  # a hand-edited or truncated log
+    log = {"stages": {"alignment": {"init": {"method": "score+distill", "weight": 1.0, "distillation": record}}}}
+    (line,) = _training_section(log)["stages"]
+    assert line == "**alignment**: score map distilled from both encoders' fused scores (teacher weight 1, 10 steps; no labels)"

@@ -300,6 +300,7 @@ def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args:
     """Per task: ``distill_docs_per_task`` documents (all when 0) to rank, the first ``distill_pseudo_queries`` of
     them (in ``sample_seed`` order) as queries, plus the task's non-test query texts (no labels read)."""
     a = args.alignment
+    t = lambda arr: torch.from_numpy(np.array(arr)).to(device)  # noqa: E731  (a copy: cache entries are read-only)
     groups = []
     for info in infos:
         k = a.distill_docs_per_task or info.n_docs
@@ -316,7 +317,6 @@ def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args:
         own = np.concatenate([as_query, np.full(len(qids), -1, dtype=np.int64)])
         if len(own) == 0:
             continue
-        t = lambda arr: torch.from_numpy(np.array(arr)).to(device)  # noqa: E731  (a copy: cache entries are read-only)
         groups.append(DistillationGroup(info.name, t(np.concatenate(queries)), t(np.concatenate(anchors)), t(own),
                                         t(docs_strong), t(docs)))
     if not groups:

@@ -489,10 +489,12 @@ def test_trainer_continues_from_a_given_model(tmp_path, cache_dir, adi):
 
 def test_each_run_gets_the_device_it_asks_for_in_one_process():
     """accelerate reuses a process's first state: without a reset, cpu=False after cpu=True stays on the CPU."""
-    from accelerate.state import PartialState
+    from accelerate.state import AcceleratorState, PartialState
 
     from era_hf.training.trainer import make_accelerator
 
+    # A fresh process: an Accelerator an earlier test built itself is the caller's, kept by design (next tests).
+    AcceleratorState._reset_state(reset_partial_state=True)
     for cpu in (True, False, True):
         make_accelerator(cpu=cpu)
         assert PartialState()._cpu is cpu

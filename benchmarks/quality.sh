@@ -13,13 +13,15 @@ MPNET=sentence-transformers/all-mpnet-base-v2
 MINILM=sentence-transformers/all-MiniLM-L6-v2
 COMMON=(--suite "$SUITE" --out "$OUT" --query-encoder "$MPNET" --document-encoder "$MINILM")
 OPTIONS=(ref+in_batch_negatives ref+all_positives ref+resample_negatives ref+early_stopping_ndcg10 ref+anchor_penalty)
-# 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours, each option of ours.
+# 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours (the recommended recipe, the recipe
+#    before its distilled stage 1, stage 1 alone, stage 2's earlier patience), each option of ours.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 \
-    --methods doc query fusion era_reference label_only alignment_only era_recommended label_only_fair \
-    era_ridge_init "${OPTIONS[@]}"
+    --methods doc query fusion era_reference label_only alignment_only era_recommended rec_no_distill distill_only \
+    rec+patience5 label_only_fair era_ridge_init "${OPTIONS[@]}"
 # 2. one adapter per index (per_task) at every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods era_recommended era_reference label_only_fair
+    --methods era_recommended rec_no_distill era_reference label_only_fair
+era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods distill_only
 # 2b. the clarity guard forced on where the labels are the index's own (r = 0.2).
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+clarity_guard
 # 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.
@@ -27,25 +29,17 @@ era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.
     --methods rec+one_se
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
-    --methods era_recommended era_reference label_only label_only_fair
+    --methods era_recommended rec_no_distill era_reference label_only label_only_fair
 # 3b. each option of ours at the other ratios.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended era_recommended_index rec_index+no_guard rec+one_se alignment_only label_only \
-    label_only_fair
+    --methods era_recommended era_recommended_index rec_no_distill rec_index+distill rec_index+no_guard rec+one_se \
+    alignment_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \
-    --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended
-# 5b. listwise distillation of the fused scores into the score map (alignment.distill_steps): without labels, with
-#     them in-domain, leave-one-out with stage 1 on the held-out index, and with stage 2's patience 10.
-era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 --methods rec+distill distill_only
-era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec_index+distill
-era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods rec+distill+patience10
-era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods rec+distill+patience10 \
-    distill_only
-era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.4 --seeds 3 --methods rec+distill+patience10
+    --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended \
+    rec_no_distill
 # 6. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

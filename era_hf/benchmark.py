@@ -110,8 +110,10 @@ class BenchmarkMethod:
         return self.mode != "alignment_only"
 
 
-#: Distillation steps per task of the distillation rows (alignment.distill_steps): the first value tried.
-DISTILL_STEPS = 300
+#: The options that turn the recommended recipe's distilled stage 1 back into the score map whose weight is picked
+#: on labels, with stage 2's earlier patience: recipe `recommended` as it was until 2026-11-26 (the rows built on
+#: it keep their stored results).
+NO_DISTILL = {"alignment.distill_steps": 0, "adaptation.early_stopping_patience": 5}
 
 #: The trained methods, in report order. A new row is one new entry.
 METHODS: tuple[BenchmarkMethod, ...] = (
@@ -131,40 +133,45 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("era_ridge_init", "ridge_init", "both", {},
                     "OURS: recipe ridge_init: closed-form ridge stage 1, reference stage 2"),
     BenchmarkMethod("era_recommended", "recommended", "both", {},
-                    "OURS: recipe `recommended` (era_hf's default), stage 1 then stage 2"),
+                    "OURS: recipe `recommended` (era_hf's default), stage 1 (score map refined by listwise "
+                    "distillation, no labels) then stage 2"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the documents of the held-out collection, the index that "
                     "is searched (`--alignment-tasks`; its documents only, no labels), so the clarity guard is on "
                     "(`score_weight_guard=auto`: its own unlabelled non-test queries veto the weights that blur "
-                    "their rankings); leave-one-out only",
+                    "their rankings) and the score map's weight is picked instead of distilled; leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec+clarity_guard", "recommended", "both", {"alignment.score_weight_guard": "clarity"},
-                    "OURS: era_recommended whose score-map weight may only be one under which the searched "
+    BenchmarkMethod("rec_no_distill", "recommended", "both", NO_DISTILL,
+                    "OURS: recipe `recommended` as it was until 2026-11-26: stage 1's score map mixed in with a "
+                    "weight picked on the nDCG@10 of the labelled non-test queries instead of distilled, stage 2's "
+                    "early-stopping patience 5"),
+    BenchmarkMethod("rec+patience5", "recommended", "both", {"adaptation.early_stopping_patience": 5},
+                    "OURS: era_recommended with stage 2's early-stopping patience 5 (the distilled start is harder "
+                    "to beat: with 5, stage 2 of one seed stopped before any epoch beat it on validation)"),
+    BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
+                    "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
+                    "distillation of the two encoders' fused scores (documents and unlabelled non-test queries as "
+                    "queries); one run per seed, the same at every ratio"),
+    BenchmarkMethod("rec+clarity_guard", "recommended", "both",
+                    {**NO_DISTILL, "alignment.score_weight_guard": "clarity"},
+                    "OURS: rec_no_distill whose score-map weight may only be one under which the searched "
                     "collection's unlabelled non-test queries stand out of its corpus at least as clearly as with "
                     "the cheap encoder (alignment.score_weight_guard=clarity)"),
-    BenchmarkMethod("rec+one_se", "recommended", "both", {"alignment.score_weight_margin_se": 1.0},
-                    "OURS: era_recommended whose score-map weight is the smallest within one standard error of the "
+    BenchmarkMethod("rec+one_se", "recommended", "both", {**NO_DISTILL, "alignment.score_weight_margin_se": 1.0},
+                    "OURS: rec_no_distill whose score-map weight is the smallest within one standard error of the "
                     "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
                     "stays unless the labels show the gain beyond their noise)"),
-    BenchmarkMethod("distill_only", "recommended", "alignment_only", {"alignment.distill_steps": DISTILL_STEPS},
-                    f"OURS, no labels: recipe `recommended`, stage 1 only, its score map refined by listwise "
-                    f"distillation of the two encoders' fused scores (alignment.distill_steps={DISTILL_STEPS}; "
-                    f"documents and unlabelled non-test queries as queries); one run per seed, the same at every "
-                    f"ratio"),
-    BenchmarkMethod("rec+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
-                    f"OURS: era_recommended whose stage 1 is distill_only (alignment.distill_steps="
-                    f"{DISTILL_STEPS}; no score-map weight picked on labels), then the same stage 2"),
-    BenchmarkMethod("rec+distill+patience10", "recommended", "both",
-                    {"alignment.distill_steps": DISTILL_STEPS, "adaptation.early_stopping_patience": 10},
-                    f"OURS: rec+distill with stage 2's early-stopping patience 10 instead of 5 (a distilled start is "
-                    f"harder to beat: with 5, stage 2 of one seed stopped before any epoch beat it on validation)"),
-    BenchmarkMethod("rec_index+distill", "recommended", "both", {"alignment.distill_steps": DISTILL_STEPS},
-                    "OURS: rec+distill with stage 1 on the held-out collection (`--alignment-tasks`): the score "
-                    "map is distilled on the searched index's own documents and unlabelled non-test queries, "
-                    "stage 2 uses the other collections' labels; leave-one-out only", align_on_test=True),
-    BenchmarkMethod("rec_index+no_guard", "recommended", "both", {"alignment.score_weight_guard": "none"},
-                    "OURS: era_recommended_index without the clarity guard: the score-map weight is picked on the "
-                    "other collections' labels alone; leave-one-out only", align_on_test=True),
+    BenchmarkMethod("rec_index+distill", "recommended", "both",
+                    {"alignment.score_weight_guard": "none", "adaptation.early_stopping_patience": 5},
+                    "OURS: era_recommended_index distilling stage 1 on the held-out collection's own documents and "
+                    "unlabelled non-test queries instead of picking a guarded weight (score_weight_guard=none), "
+                    "stage 2 on the other collections' labels with patience 5 (as first measured); leave-one-out "
+                    "only", align_on_test=True),
+    BenchmarkMethod("rec_index+no_guard", "recommended", "both",
+                    {**NO_DISTILL, "alignment.score_weight_guard": "none"},
+                    "OURS: rec_no_distill with stage 1 on the held-out collection and without the clarity guard: "
+                    "the score-map weight is picked on the other collections' labels alone; leave-one-out only",
+                    align_on_test=True),
     BenchmarkMethod("ref+in_batch_negatives", "reference", "both", {"adaptation.in_batch_negatives": True},
                     "era_reference + in-batch negatives (other positives of the batch, same task, never judged)"),
     BenchmarkMethod("ref+all_positives", "reference", "both", {"adaptation.all_positives": True},
@@ -449,14 +456,14 @@ _LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignm
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
-    from .training.arguments import resolved_score_weight_guard
+    from .training.arguments import distills, resolved_score_weight_guard
 
     flat = args.flat(include_neutral=False)
     flat["alignment.score_weight_guard"] = resolved_score_weight_guard(args, has_alignment_tasks)  # what it does
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
             flat.pop(key)
-    if not flat.get("alignment.distill_steps"):  # distillation off: its settings do nothing
+    if not distills(args, has_alignment_tasks) or args.mode == "label_only":  # no distillation: its settings do nothing
         for key in [k for k in flat if k.startswith("alignment.distill_")]:
             flat.pop(key)
     for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves

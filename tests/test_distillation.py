@@ -58,6 +58,26 @@ def test_data_has_the_sampled_documents_pseudo_queries_and_non_test_queries(tmp_
     assert np.allclose(group.queries[4:].numpy(), queries)
 
 
+def test_distilling_over_a_whole_large_corpus_warns_and_names_the_cap(tmp_path, cache_dir, monkeypatch):
+    import warnings
+
+    from era_hf.cache import EmbeddingCache
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks import load_task
+    from era_hf.training import data
+
+    monkeypatch.setattr(data, "LARGE_DISTILLATION_CORPUS", 20)  # "large" = more than 20 documents, for a small test
+    task = load_task(str(write_beir(tmp_path / "synth", n_docs=30, n_queries=12, name="synth")))
+    embedder = data.Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
+    args = distill_args(tmp_path / "out", cache_dir)
+    with pytest.warns(UserWarning, match="task 'synth': the distillation ranks all 30 .*distill-docs-per-task"):
+        data.build_distillation_data(data.prepare_tasks([task], args), embedder, args)
+    capped = distill_args(tmp_path / "out", cache_dir, distill_docs_per_task=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a cap the user chose: no warning, even above the threshold
+        data.build_distillation_data(data.prepare_tasks([task], capped), embedder, capped)
+
+
 def test_distilled_stage1_learns_the_fused_ranking_deterministically(tmp_path, cache_dir, adi):
     trainer, model = run([adi], distill_args(tmp_path / "a", cache_dir, distill_steps=40))
     init = trainer.log["stages"]["alignment"]["init"]
@@ -76,20 +96,40 @@ def test_distilled_stage1_learns_the_fused_ranking_deterministically(tmp_path, c
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_result_hashes_change_only_when_distillation_is_on():
+def test_result_hashes_hold_the_distillation_settings_only_where_it_runs():
     from era_hf.benchmark import _hash_arguments
 
-    rec = get_recipe("recommended").arguments(tasks=["x"], output_dir="out")
-    assert not any(k.startswith("alignment.distill_") for k in _hash_arguments(rec, True))  # off: as before
-    on = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 300})
-    flat = _hash_arguments(on, True, has_alignment_tasks=True)
+    def distill_keys(flat):
+        return {k for k in flat if k.startswith("alignment.distill_")}
+
+    off = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 0})
+    assert not distill_keys(_hash_arguments(off, True))  # off: results stored before the option keep their hash
+    on = get_recipe("recommended").arguments(tasks=["x"], output_dir="out")
+    flat = _hash_arguments(on, True)
     assert flat["alignment.distill_steps"] == 300 and flat["alignment.distill_temperature"] == 0.05
     assert "alignment.score_weight_guard" not in flat  # resolved to 'none': no weight for the guard to veto
+    index = _hash_arguments(on, True, has_alignment_tasks=True)  # 'auto' on another index: the guarded pick runs
+    assert not distill_keys(index) and index["alignment.score_weight_guard"] == "clarity"
+    unguarded = get_recipe("recommended").arguments(tasks=["x"], output_dir="out",
+                                                    alignment={"score_weight_guard": "none"})
+    assert distill_keys(_hash_arguments(unguarded, True, has_alignment_tasks=True))  # distills there after all
+    label_only = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", mode="label_only")
+    assert not distill_keys(_hash_arguments(label_only, True))  # no stage 1 at all
+
+
+def test_distillation_defers_to_the_guarded_pick_on_another_index_so_its_weight_options_apply():
+    from era_hf.training.arguments import distills, resolved_score_weight_guard
+
+    args = get_recipe("recommended").arguments(tasks=["x"], alignment_tasks=["y"], output_dir="out",
+                                               alignment={"score_weight_margin_se": 1.0})
+    args.validate()  # no refusal: there is a weight to pick here
+    assert not distills(args, True) and resolved_score_weight_guard(args, True) == "clarity"
+    assert distills(get_recipe("recommended").arguments(tasks=["x"], output_dir="out"), False)
 
 
 @pytest.mark.parametrize("recipe, alignment, message", [
     ("reference", {"distill_steps": 10}, "needs --anchor"),
-    ("recommended", {"distill_steps": 10, "score_weight_margin_se": 1.0}, "no weight to pick"),
+    ("recommended", {"score_weight_margin_se": 1.0}, "distill-steps 0 to pick the weight"),
     ("recommended", {"distill_steps": 10, "score_weight_guard": "clarity"}, "no weight to pick"),
     ("recommended", {"distill_steps": -1}, "distill_steps must be an integer >= 0"),
     ("recommended", {"distill_steps": 10, "distill_temperature": 0}, "distill_temperature must be a number > 0"),

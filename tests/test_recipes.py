@@ -55,10 +55,13 @@ def test_recommended_recipe_trains_and_masks_judged_documents(tmp_path, cache_di
     from era_hf.tasks import load_task
 
     trainer, model = run([adi, load_task(str(synth))], small_args(tmp_path / "rec", cache_dir, recipe="recommended"))
-    assert model.config.anchor and model.config.init == "score" and model.config.recipe == "recommended (modified)"
+    assert model.config.anchor and model.config.init == "score+distill"
+    assert model.config.recipe == "recommended (modified)"
     log = json.loads((tmp_path / "rec" / "training_log.json").read_text())
     init = log["stages"]["alignment"]["init"]
-    assert init["method"] == "score" and str(init["weight"]) in init["val_ndcg@10"]
+    assert init["method"] == "score+distill" and "val_ndcg@10" not in init  # distilled: no weight picked on labels
+    assert init["distillation"]["steps"] == 2 * get_recipe("recommended").alignment["distill_steps"]
+    assert set(init["distillation"]["tasks"]) == {"adi", "synth"}
     assert log["stages"]["adaptation"]["negatives"] == "corpus"
     data = trainer.data
     mask = data.corpus_negatives
@@ -73,7 +76,8 @@ def test_recommended_recipe_trains_and_masks_judged_documents(tmp_path, cache_di
 
 def test_margin_rule_in_a_real_run_picks_no_larger_weight_than_the_best(tmp_path, cache_dir, adi):
     trainer, model = run([adi], small_args(tmp_path / "margin", cache_dir, recipe="recommended",
-                                           alignment={"score_weight_margin_se": 1.0}, adaptation={"epochs": 1}))
+                                           alignment={"distill_steps": 0, "score_weight_margin_se": 1.0},
+                                           adaptation={"epochs": 1}))
     init = trainer.log["stages"]["alignment"]["init"]
     margin = init["margin"]
     assert margin["margin_se"] == 1.0 and np.isfinite(margin["standard_error"]) and margin["standard_error"] >= 0
@@ -132,7 +136,8 @@ def test_score_weight_is_picked_on_train_and_validation_queries_only_when_labels
     for mode, queries in (("both", "train_val"), ("both", "val"), ("alignment_only", "train_val")):
         out = tmp_path / f"{mode}-{queries}"
         run([adi], small_args(out, cache_dir, recipe="recommended", mode=mode,
-                              alignment={"score_weight_queries": queries}, adaptation={"epochs": 1}))
+                              alignment={"distill_steps": 0, "score_weight_queries": queries},
+                              adaptation={"epochs": 1}))
         logs[mode, queries] = json.loads((out / "training_log.json").read_text())["stages"]["alignment"]["init"]
     assert logs["both", "train_val"]["selected_by"] == "train + validation nDCG@10"
     assert logs["both", "val"]["selected_by"] == logs["alignment_only", "train_val"]["selected_by"] == \
@@ -212,12 +217,14 @@ def test_clarity_guard_reads_the_searched_tasks_non_test_queries(tmp_path, cache
     trainer = ERATrainer(None, [adi], args, alignment_tasks=[synth])
     trainer.train()
     init = trainer.log["stages"]["alignment"]["init"]
+    assert init["method"] == "score"  # another index than the labels': the guarded weight pick, not distillation
     assert set(init["guard"]["clarity"]) >= {"0.0", "1.5"} and str(init["weight"]) in init["guard"]["kept"]
     assert set(init["val_ndcg@10"]) == set(init["guard"]["kept"])
     plain = ERATrainer(None, [adi], small_args(tmp_path / "plain", cache_dir, recipe="recommended",
                                                adaptation={"epochs": 1}))
     plain.train()
-    assert "guard" not in plain.log["stages"]["alignment"]["init"]  # auto: off where the labels are the index's
+    plain_init = plain.log["stages"]["alignment"]["init"]
+    assert "guard" not in plain_init and plain_init["method"] == "score+distill"  # the labels are the index's
 
 
 def _margin_case(gain: float, noise: float, margin_se: float) -> dict:
@@ -294,7 +301,7 @@ def test_clarity_guard_without_readable_queries_warns_under_auto_and_refuses_whe
         auto.train()
     assert "guard" not in auto.log["stages"]["alignment"]["init"]
     forced = ERATrainer(None, [adi], small_args(tmp_path / "forced", cache_dir, recipe="recommended",
-                                                alignment={"score_weight_guard": "clarity"},
+                                                alignment={"distill_steps": 0, "score_weight_guard": "clarity"},
                                                 adaptation={"epochs": 1}), alignment_tasks=[tiny])
     with pytest.raises(ERAError, match="score_weight_guard reads the query texts"):
         forced.train()

@@ -94,7 +94,8 @@ class AlignmentArguments:
                                          "at least as clearly as with the cheap encoder alone (mean top-10 score "
                                          "z-score): a check on the index itself that labels from other "
                                          "collections cannot make; 'auto' = 'clarity' exactly when stage 1 aligns "
-                                         "on other tasks' documents (alignment_tasks), else 'none'",
+                                         "on other tasks' documents (alignment_tasks), which also turns "
+                                         "distill_steps off there, else 'none'",
                                  choices=SCORE_WEIGHT_GUARDS)
     score_weight_margin_se: float = _f(0.0, "anchored='score': pick the smallest weight whose validation nDCG@10 "
                                             "is within this many standard errors of the best weight's (the paired "
@@ -106,7 +107,8 @@ class AlignmentArguments:
                                "head learns to rank each task's documents as the two encoders' fused scores do "
                                "(cheap cosine + distill_teacher_weight x strong cosine), with documents and the "
                                "tasks' unlabelled non-test queries as queries; no labels, so score_weights are not "
-                               "tried (0 = off)")
+                               "tried (0 = off; recipe recommended: 300, except where score_weight_guard='auto' "
+                               "turns the clarity guard on)")
     distill_teacher_weight: float = _f(1.0, "distillation teacher: weight of the query encoder's own "
                                             "query-document cosine, added to the document encoder's")
     distill_temperature: float = _f(0.05, "distillation: softmax temperature of teacher and student over documents")
@@ -189,11 +191,23 @@ class AdaptationArguments:
         _check_patience(self)
 
 
+def distills(args: "TrainingArguments", has_alignment_tasks: bool) -> bool:
+    """Whether stage 1 runs the listwise distillation: ``alignment.distill_steps > 0`` on an anchored score map,
+    except under ``score_weight_guard='auto'`` when stage 1 aligns on another index than the labels'
+    (``alignment_tasks``). There no label ever ranks the searched index, and no unlabelled check we measured
+    tells when the fused teacher ranks it worse than the cheap encoder (vaswani, leave-one-out: -0.0075 nDCG@10;
+    a distilled map makes every index's queries stand out more clearly), so the guarded weight pick runs
+    instead. ``score_weight_guard='none'`` distills there too."""
+    al = args.alignment
+    return bool(args.anchor and al.anchored == "score" and al.distill_steps) and not (
+        has_alignment_tasks and al.score_weight_guard == "auto")
+
+
 def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: bool) -> str:
     """What ``alignment.score_weight_guard`` does in a run: 'clarity' or 'none' ('auto' resolved; no guard
     unless stage 1 picks the weight of the anchored score map, which a distilled map does not)."""
     al = args.alignment
-    if not (args.anchor and al.anchored == "score") or al.distill_steps:
+    if not (args.anchor and al.anchored == "score") or distills(args, has_alignment_tasks):
         return "none"
     if al.score_weight_guard == "auto":
         return "clarity" if has_alignment_tasks else "none"
@@ -318,11 +332,13 @@ class TrainingArguments:
         self.adaptation.validate()
         if self.alignment.distill_steps and not (self.anchor and self.alignment.anchored == "score"):
             raise ERAError("alignment.distill_steps refines the anchored score map: it needs --anchor and "
-                           "--alignment.anchored score (as in --recipe recommended)")
-        if self.alignment.distill_steps and (self.alignment.score_weight_margin_se
-                                             or self.alignment.score_weight_guard == "clarity"):
+                           "--alignment.anchored score (as in --recipe recommended); with another head or "
+                           "alignment, pass --alignment.distill-steps 0")
+        if distills(self, bool(self.alignment_tasks)) and (self.alignment.score_weight_margin_se
+                                                          or self.alignment.score_weight_guard == "clarity"):
             raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "
-                           "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick")
+                           "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick: "
+                           "pass --alignment.distill-steps 0 to pick the weight instead")
         if self.stop_after is not None:
             parse_stop_after(self.stop_after)
 

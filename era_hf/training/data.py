@@ -295,6 +295,11 @@ class DistillationGroup:
         return int(self.queries.shape[0])
 
 
+#: Above this many documents in a task, distilling over all of them (``distill_docs_per_task=0``) gets a warning:
+#: the strong encoder embeds each once and every step scores its queries against all of them.
+LARGE_DISTILLATION_CORPUS = 50_000
+
+
 def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args: TrainingArguments,
                             device: torch.device | str = "cpu") -> list[DistillationGroup]:
     """Per task: ``distill_docs_per_task`` documents (all when 0) to rank, the first ``distill_pseudo_queries`` of
@@ -304,6 +309,10 @@ def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args:
     groups = []
     for info in infos:
         k = a.distill_docs_per_task or info.n_docs
+        if not a.distill_docs_per_task and k > LARGE_DISTILLATION_CORPUS:
+            warnings.warn(f"task {info.name!r}: the distillation ranks all {k:,} of its documents, each embedded once "
+                          f"by the query encoder; --alignment.distill-docs-per-task N ranks a sample of N instead",
+                          stacklevel=2)
         sample = sample_documents(info.n_docs, k, a.sample_seed)
         rows = np.sort(np.asarray(sample, dtype=np.int64))
         docs = np.asarray(info.corpus(embedder)[rows], dtype=np.float32)

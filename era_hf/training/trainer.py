@@ -39,7 +39,7 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import ERAError
 from . import adaptation as stage2
 from . import alignment as stage1
-from .arguments import TrainingArguments, parse_stop_after, resolved_score_weight_guard
+from .arguments import TrainingArguments, distills, parse_stop_after, resolved_score_weight_guard
 from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
 from .data import (Embedder, build_adaptation_data, build_alignment_data, build_distillation_data,
                    non_test_query_ids, prepare_tasks)
@@ -406,7 +406,7 @@ class ERATrainer:
         if saved is not None:
             head.load_state_dict(saved["head"])
             init_info = saved["extra"]["init"]
-        elif config.anchor and al.anchored == "score" and al.distill_steps:
+        elif distills(a, bool(self.alignment_tasks)):
             groups = build_distillation_data(align_infos, embedder, a, device)
             init_info = stage1.distilled_score_init(head, data, groups, al, a.seed)
             record = init_info["distillation"]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The quality benchmark as run for BENCHMARKS.md on a 2-core CPU machine, in stages so that each stage's
 # results land before the next starts; every command is resumable (finished runs are reused).
-# No deviation from the reference defaults: stage 1 embeds 1000 documents per task with the strong encoder.
-# Its corpus embeddings (the `query` / `fusion` baselines and stage 1) were computed once on a GPU with the same
-# code (benchmarks/encode_on_device.py) and imported into the embedding cache; on a CPU they are computed on
-# the first run (hours for vaswani's 11,429 documents with all-mpnet-base-v2).
+# No deviation from the recipes' defaults: stage 1 embeds 1000 documents per task with the strong encoder, and the
+# recommended recipe's distillation all of them. Its corpus embeddings (the `query` / `fusion` baselines, stage 1,
+# the distillation) were computed once on a GPU with the same code (benchmarks/encode_on_device.py) and imported
+# into the embedding cache; on a CPU they are computed on the first run (hours for vaswani's 11,429 documents with
+# all-mpnet-base-v2).
 # Seeds: 3 everywhere except the leave-one-out rows of the paper's recipe (1).
 set -euo pipefail
 SUITE=${SUITE:-../shared/data}

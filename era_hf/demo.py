@@ -17,6 +17,9 @@ DEFAULT_OUTPUT = "runs/quickstart"
 #: Stage-1 documents per task in the demo: fewer than the reference's 1000 so that the quickstart's
 #: cold run (the strong encoder embeds these on CPU) stays within minutes on two cores.
 DEMO_ALIGNMENT_DOCS = 200
+#: Documents the demo's stage-1 distillation ranks (``alignment.distill_docs_per_task``; the recipe ranks all of a
+#: task's): the strong encoder embeds each, so a cap keeps the cold run short on two cores.
+DEMO_DISTILL_DOCS = 500
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +30,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-ratio", type=float, default=0.2, help="fraction of the judged queries used as labels")
     p.add_argument("--alignment-docs", type=int, default=DEMO_ALIGNMENT_DOCS,
                    help="stage-1 documents per task (the reference uses 1000)")
+    p.add_argument("--distill-docs", type=int, default=DEMO_DISTILL_DOCS,
+                   help="documents per task the stage-1 distillation ranks (0 = all, as the recipe does)")
     p.add_argument("--with-query-baseline", action="store_true",
                    help="also score the strong encoder on both sides (re-encodes the corpus: slow on CPU)")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="folder for model/, index/ and results.json")
@@ -56,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
           f"{len(task.judged_query_ids())} judged queries, label ratio {args.label_ratio}")
     training = get_recipe(args.recipe).arguments(
         tasks=[args.task], output_dir=str(model_dir), label_ratio=args.label_ratio, resume=True, quiet=True,
-        alignment={"docs_per_task": args.alignment_docs})
+        alignment={"docs_per_task": args.alignment_docs, "distill_docs_per_task": args.distill_docs})
     try:
         train(training)  # continues (or reuses) an interrupted demo run with the same settings
     except CheckpointMismatch as err:  # the demo owns its output folder: an earlier run's settings are no reason to stop

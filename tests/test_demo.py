@@ -36,6 +36,8 @@ def test_demo_trains_evaluates_indexes_and_reruns(shared_data, tmp_path, capsys,
     era, doc = (r["tasks"]["adi"]["metrics"]["ndcg@10"] for r in runs)
     assert f"{era:.4f}" in printed and f"{doc:.4f}" in printed and f"era-hf space --model {model}" in printed
     assert json.loads((model / "config.json").read_text())["recipe"] == "recommended (modified)"  # 20 stage-1 docs
+    distilled = json.loads((model / "training_log.json").read_text())["stages"]["alignment"]["init"]["distillation"]
+    assert distilled["tasks"]["adi"]["documents"] == 82  # fewer than the demo's cap (500): all of them
     card = (model / "README.md").read_text()
     assert "library_name: era_hf" in card and f"{doc:.4f}" in card  # the model next to the baseline
 
@@ -46,3 +48,7 @@ def test_demo_trains_evaluates_indexes_and_reruns(shared_data, tmp_path, capsys,
     _, log = _demo(capsys, out, task, "--recipe", "reference")  # other settings: starts over, does not fail
     assert "cannot continue this run" in log and "starting over" in log
     assert json.loads((model / "config.json").read_text())["recipe"].startswith("reference")
+
+    _demo(capsys, out, task, "--distill-docs", "40")  # the cap applies below the task's size
+    distilled = json.loads((model / "training_log.json").read_text())["stages"]["alignment"]["init"]["distillation"]
+    assert distilled["tasks"]["adi"]["documents"] == 40

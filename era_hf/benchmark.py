@@ -446,7 +446,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
             args.adaptation.teacher = "auto"
         if args.adaptation.anchor_penalty:
             args.adaptation.anchor_penalty = 0.0
-    args.validate()
+    args.validate(has_alignment_tasks=method.align_on_test)  # the runner hands the trainer those tasks itself
     return args
 
 

@@ -125,6 +125,13 @@ def test_distillation_defers_to_the_guarded_pick_on_another_index_so_its_weight_
     args.validate()  # no refusal: there is a weight to pick here
     assert not distills(args, True) and resolved_score_weight_guard(args, True) == "clarity"
     assert distills(get_recipe("recommended").arguments(tasks=["x"], output_dir="out"), False)
+    from era_hf.training import ERATrainer
+
+    given_apart = get_recipe("recommended").arguments(tasks=["x"], output_dir="out",
+                                                      alignment={"score_weight_margin_se": 1.0})
+    ERATrainer(None, ["x"], given_apart, alignment_tasks=["y"])  # the trainer's argument counts as well
+    with pytest.raises(ERAError, match="no weight to pick"):
+        ERATrainer(None, ["x"], given_apart)  # no other index: the recipe distils, there is no weight
 
 
 @pytest.mark.parametrize("recipe, alignment, message", [

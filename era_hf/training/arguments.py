@@ -305,8 +305,10 @@ class TrainingArguments:
                 out[f.name] = _jsonable(value)
         return out
 
-    def validate(self) -> None:
-        """Raise ERAError naming the first bad field."""
+    def validate(self, has_alignment_tasks: bool | None = None) -> None:
+        """Raise ERAError naming the first bad field. ``has_alignment_tasks``: whether stage 1 aligns on other
+        tasks' documents, when they are given apart from ``alignment_tasks`` (ERATrainer's argument); default:
+        ``bool(alignment_tasks)``."""
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
         self.tasks = [str(t) for t in self.tasks]
@@ -334,8 +336,10 @@ class TrainingArguments:
             raise ERAError("alignment.distill_steps refines the anchored score map: it needs --anchor and "
                            "--alignment.anchored score (as in --recipe recommended); with another head or "
                            "alignment, pass --alignment.distill-steps 0")
-        if distills(self, bool(self.alignment_tasks)) and (self.alignment.score_weight_margin_se
-                                                          or self.alignment.score_weight_guard == "clarity"):
+        if has_alignment_tasks is None:
+            has_alignment_tasks = bool(self.alignment_tasks)
+        if distills(self, has_alignment_tasks) and (self.alignment.score_weight_margin_se
+                                                    or self.alignment.score_weight_guard == "clarity"):
             raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "
                            "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick: "
                            "pass --alignment.distill-steps 0 to pick the weight instead")

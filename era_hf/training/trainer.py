@@ -124,7 +124,7 @@ class ERATrainer:
             raise ERAError("ERATrainer needs TrainingArguments (args=...)")
         if not isinstance(args, TrainingArguments):
             raise ERAError(f"args must be TrainingArguments, got {type(args).__name__}")
-        args.validate()
+        args.validate(has_alignment_tasks=bool(alignment_tasks) or bool(args.alignment_tasks))
         if not args.output_dir:
             raise ERAError("output_dir is required (where the model, log and checkpoints go)")
         self.args = args

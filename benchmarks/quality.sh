@@ -23,6 +23,9 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
     --methods era_recommended rec_no_distill era_reference label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods distill_only
+# 2a. stage 2 with the distillation loss as a second term, both protocols, every ratio.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods rec+distill_weight
 # 2b. the clarity guard forced on where the labels are the index's own (r = 0.2).
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+clarity_guard
 # 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.

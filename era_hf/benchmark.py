@@ -148,6 +148,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("rec+patience5", "recommended", "both", {"adaptation.early_stopping_patience": 5},
                     "OURS: era_recommended with stage 2's early-stopping patience 5 (the distilled start is harder "
                     "to beat: with 5, stage 2 of one seed stopped before any epoch beat it on validation)"),
+    BenchmarkMethod("rec+distill_weight", "recommended", "both", {"adaptation.distill_weight": 1.0},
+                    "OURS: era_recommended whose stage 2 also minimises stage 1's listwise distillation loss "
+                    "(adaptation.distill_weight=1: one batch of documents and unlabelled non-test queries per "
+                    "step), so the labels correct the distilled head without unlearning the fused ranking"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
                     "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
                     "distillation of the two encoders' fused scores (documents and unlabelled non-test queries as "
@@ -452,7 +456,8 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
 
 #: Result-affecting fields added after results were stored -> the value that behaves as before they existed
 #: (the guard as it resolves in the run: 'none' where it does nothing).
-_LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0}
+_LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0,
+                                  "adaptation.distill_weight": 0.0}
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
@@ -463,7 +468,8 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
             flat.pop(key)
-    if not distills(args, has_alignment_tasks) or args.mode == "label_only":  # no distillation: its settings do nothing
+    stage1_distills = distills(args, has_alignment_tasks) and args.mode != "label_only"
+    if not stage1_distills and not args.adaptation.distill_weight:  # no distillation: its settings do nothing
         for key in [k for k in flat if k.startswith("alignment.distill_")]:
             flat.pop(key)
     for key in ("tasks", "alignment_tasks", "output_dir", "recipe"):  # the record names the tasks themselves

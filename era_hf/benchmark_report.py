@@ -16,9 +16,10 @@ seeds; the paired differences are then tested over the shared test queries:
 
 p-values are not adjusted for multiple comparisons.
 
-Speed hook: when ``benchmarks/report_speed.py`` exists (next to the report, in the current directory
-or in the repository root) and defines ``render_speed_section(results_dir) -> str``, its output is
-included as the "Speed" section.
+Section hooks (:data:`SECTION_HOOKS`): when ``benchmarks/report_speed.py`` exists (next to the report, in
+the current directory or in the repository root) and defines ``render_speed_section(results_dir) -> str``,
+its output is included as the "Speed" section; likewise ``benchmarks/strong_ceiling.py``'s
+``render_ceiling_section`` (empty when it has no results: no section).
 
 Example:
     >>> from era_hf.benchmark_report import write_report
@@ -365,19 +366,23 @@ def _significance_table(rows: Sequence[dict[str, Any]]) -> str:
     return _md_table(header, body, align_left=4)
 
 
-def _speed_section(results_dir: Path, report_path: Path) -> str | None:
-    candidates = [report_path.parent / "benchmarks" / "report_speed.py", Path.cwd() / "benchmarks" / "report_speed.py",
-                  Path(__file__).resolve().parents[1] / "benchmarks" / "report_speed.py"]
+#: Optional sections rendered by scripts beside the report: (file in benchmarks/, function(results_dir) -> str).
+SECTION_HOOKS = (("report_speed.py", "render_speed_section"), ("strong_ceiling.py", "render_ceiling_section"))
+
+
+def _hook_section(results_dir: Path, report_path: Path, filename: str, function: str) -> str | None:
+    candidates = [report_path.parent / "benchmarks" / filename, Path.cwd() / "benchmarks" / filename,
+                  Path(__file__).resolve().parents[1] / "benchmarks" / filename]
     for path in candidates:
         if path.is_file():
             try:
-                spec = importlib.util.spec_from_file_location("_era_report_speed", path)
+                spec = importlib.util.spec_from_file_location(f"_era_report_{path.stem}", path)
                 module = importlib.util.module_from_spec(spec)
                 assert spec.loader is not None
                 spec.loader.exec_module(module)
-                return str(module.render_speed_section(str(results_dir))).strip()
-            except Exception as err:  # the speed section is optional: report the failure, keep the rest
-                return f"## Speed\n\n(`{path}` failed: {type(err).__name__}: {err})"
+                return str(getattr(module, function)(str(results_dir))).strip() or None
+            except Exception as err:  # an optional section: report the failure, keep the rest
+                return f"## {path.stem}\n\n(`{path}` failed: {type(err).__name__}: {err})"
     return None
 
 
@@ -636,9 +641,10 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
             out += ["### Plots", ""] + [f"![{title}]({rel(p)})\n" for title, p in made]
 
     # ------------------------------------------------------------ speed, commands, environment
-    speed = _speed_section(results_dir, report_path)
-    if speed:
-        out += [speed, ""]
+    for filename, function in SECTION_HOOKS:
+        section = _hook_section(results_dir, report_path, filename, function)
+        if section:
+            out += [section, ""]
     notes = Path(results_dir) / NOTES_FILE
     if notes.is_file():  # how the results were produced, where the commands alone do not say it
         out += ["## Notes on these results", "", notes.read_text(encoding="utf-8").strip(), ""]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -155,3 +157,58 @@ def test_card_states_a_distilled_map_without_its_losses_when_the_log_lacks_numbe
     log = {"stages": {"alignment": {"init": {"method": "score+distill", "weight": 1.0, "distillation": record}}}}
     (line,) = _training_section(log)["stages"]
     assert line == "**alignment**: score map distilled from both encoders' fused scores (teacher weight 1, 10 steps; no labels)"
+
+
+def stage2_distill_args(out, cache_dir, weight, **kw):
+    return small_args(out, cache_dir, recipe="recommended", query_encoder=MPNET, document_encoder=MINILM,
+                      alignment={"distill_steps": 10, "distill_batch_size": 16},
+                      adaptation={"epochs": 3, "distill_weight": weight, "early_stopping_patience": None,
+                                  "checkpoint_every": 1}, **kw)
+
+
+def test_stage2_distillation_term_keeps_the_fused_ranking_and_resumes_identically(tmp_path, cache_dir, adi):
+    from era_hf.cache import EmbeddingCache
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.training import TrainingStopped
+    from era_hf.training.alignment import distillation_batch_loss
+    from era_hf.training.data import Embedder, build_distillation_data, prepare_tasks
+
+    _, plain = run([adi], stage2_distill_args(tmp_path / "plain", cache_dir, 0.0))
+    args = stage2_distill_args(tmp_path / "full", cache_dir, 5.0)
+    _, kept = run([adi], args)
+    embedder = Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
+    groups = build_distillation_data(prepare_tasks([adi], args), embedder, args)
+    big = dataclasses.replace(args.alignment, distill_batch_size=10_000)  # every query of the task at once
+
+    def kl(model):
+        with torch.no_grad():
+            return float(distillation_batch_loss(model.head, groups, big, torch.Generator().manual_seed(0)))
+
+    assert kl(kept) < kl(plain)  # the labels moved both heads; the term held this one closer to the teacher
+    out = tmp_path / "resumed"
+    with pytest.raises(TrainingStopped):
+        run([adi], stage2_distill_args(out, cache_dir, 5.0, stop_after="adaptation:1"))
+    run([adi], stage2_distill_args(out, cache_dir, 5.0, resume=True))
+    first, second = head_tensors(tmp_path / "full"), head_tensors(out)
+    assert all(torch.equal(first[k], second[k]) for k in first)  # its batches are re-drawn per epoch on resume
+
+
+def test_result_hashes_hold_the_distillation_settings_when_stage2_distils():
+    from era_hf.benchmark import _hash_arguments
+
+    plain = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 0})
+    assert "adaptation.distill_weight" not in _hash_arguments(plain, True)  # older results keep their hash
+    term = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 0},
+                                               adaptation={"distill_weight": 2.0})
+    flat = _hash_arguments(term, True)
+    assert flat["adaptation.distill_weight"] == 2.0 and flat["alignment.distill_temperature"] == 0.05
+
+
+@pytest.mark.parametrize("recipe, adaptation, message", [
+    ("reference", {"distill_weight": 1.0}, "distill_weight distils .* needs --anchor"),
+    ("recommended", {"distill_weight": -1.0}, "distill_weight must be a number >= 0"),
+])
+def test_bad_stage2_distillation_settings_are_refused_by_name(recipe, adaptation, message):
+    args = get_recipe(recipe).arguments(tasks=["x"], output_dir="out", adaptation=adaptation)
+    with pytest.raises(ERAError, match=message):
+        args.validate()

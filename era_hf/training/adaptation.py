@@ -5,7 +5,8 @@ Per training pair: the head's output for the query against ``[positive, negative
 document of the query's task instead. Options (all off in the reference): in-batch negatives
 (the other positives of the *global* batch from the same task, never a document judged for
 the query), all positives, per-epoch resampling of negatives, early stopping on validation
-nDCG@10, and an L2 penalty toward the stage-1 weights.
+nDCG@10, an L2 penalty toward the stage-1 weights, and (ours) stage 1's listwise distillation of the fused
+scores as a second loss term.
 
 The validation loss is the reference InfoNCE over the fixed validation pairs (no in-batch
 negatives), averaged as the reference does (mean of per-batch means).
@@ -78,6 +79,26 @@ def make_penalty_fn(reference_state: dict[str, torch.Tensor], weight: float):
         return weight * total
 
     return penalty
+
+
+def make_distillation_term(groups: Any, args: Any, weight: float, seed: int):
+    """``adaptation.distill_weight`` (ours): ``weight`` × stage 1's listwise distillation loss on one batch of
+    unlabelled queries per step, pulling the head toward the fused ranking on the tasks' documents and non-test
+    queries while the labels move it. Returns ``(term, start_epoch)``: ``term(module)`` is the loop's penalty;
+    ``start_epoch(epoch)`` re-seeds its batches from ``(seed, epoch)``, so a resumed run draws the same batches
+    and every process the same one (the term is not sharded: identical on all processes, it survives DDP's
+    gradient averaging unchanged)."""
+    from .alignment import distillation_batch_loss
+
+    generator = torch.Generator()
+
+    def start_epoch(epoch: int) -> None:
+        generator.manual_seed((seed * 1_000_003 + 30_011 * (epoch + 1)) % (2**63))
+
+    def term(module: torch.nn.Module) -> torch.Tensor:
+        return weight * distillation_batch_loss(module, groups, args, generator)
+
+    return term, start_epoch
 
 
 def make_evaluate(data: AdaptationData, args: AdaptationArguments, module: Any, accelerator: Any, embedder: Any):

@@ -328,6 +328,22 @@ def distilled_score_init(head: torch.nn.Module, data: Any, groups: Sequence[Any]
             "heldout_cosine": info["heldout_cosine"], "distillation": distill(head, groups, args, seed)}
 
 
+def distillation_batch_loss(head: torch.nn.Module, groups: Sequence[Any], args: AlignmentArguments,
+                            generator: torch.Generator) -> torch.Tensor:
+    """Mean listwise distillation loss of ``head`` on one batch: a task drawn uniformly, then
+    ``distill_batch_size`` of its queries (with replacement), each ranking the task's documents."""
+    g = groups[int(torch.randint(len(groups), (1,), generator=generator))]
+    rows = torch.randint(g.n_queries, (min(args.distill_batch_size, g.n_queries),), generator=generator)
+    rows = rows.to(g.queries.device)
+    x, anchor, own = g.queries[rows], g.anchors[rows], g.own_doc[rows]
+    with torch.no_grad():
+        teacher = anchor @ g.docs.T + args.distill_teacher_weight * (x @ g.docs_strong.T)
+    exclude = torch.zeros_like(teacher, dtype=torch.bool)
+    is_doc = (own >= 0).nonzero()[:, 0]
+    exclude[is_doc, own[is_doc]] = True
+    return listwise_distillation_loss(head(x, anchor) @ g.docs.T, teacher, args.distill_temperature, exclude).mean()
+
+
 def distill(head: torch.nn.Module, groups: Sequence[Any], args: AlignmentArguments, seed: int) -> dict[str, Any]:
     """Run the listwise distillation of :func:`distilled_score_init` on ``head`` in place; returns its record."""
     generator = torch.Generator().manual_seed(seed)
@@ -336,17 +352,7 @@ def distill(head: torch.nn.Module, groups: Sequence[Any], args: AlignmentArgumen
     start = time.perf_counter()
     head.train()
     for _ in range(args.distill_steps * len(groups)):
-        g = groups[int(torch.randint(len(groups), (1,), generator=generator))]
-        rows = torch.randint(g.n_queries, (min(args.distill_batch_size, g.n_queries),), generator=generator)
-        rows = rows.to(g.queries.device)
-        x, anchor, own = g.queries[rows], g.anchors[rows], g.own_doc[rows]
-        with torch.no_grad():
-            teacher = anchor @ g.docs.T + args.distill_teacher_weight * (x @ g.docs_strong.T)
-        exclude = torch.zeros_like(teacher, dtype=torch.bool)
-        is_doc = (own >= 0).nonzero()[:, 0]
-        exclude[is_doc, own[is_doc]] = True
-        loss = listwise_distillation_loss(head(x, anchor) @ g.docs.T, teacher, args.distill_temperature,
-                                          exclude).mean()
+        loss = distillation_batch_loss(head, groups, args, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

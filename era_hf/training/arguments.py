@@ -174,14 +174,19 @@ class AdaptationArguments:
     all_positives: bool = _f(False, "one training pair per judged positive instead of one random positive per query")
     resample_negatives: bool = _f(False, "draw new negatives every epoch (from the same teacher candidates)")
     anchor_penalty: float = _f(0.0, "weight of an L2 penalty pulling the head toward its stage-1 weights")
+    distill_weight: float = _f(0.0, "ours: at every step also add this weight x stage 1's listwise distillation "
+                                    "loss (the alignment.distill_* teacher weight, temperature and batch size) on "
+                                    "the training tasks' documents and unlabelled non-test queries, so the labels "
+                                    "correct the head without unlearning the fused ranking; needs --anchor")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
                         "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
-                        "warmup_ratio", allow_zero=("weight_decay", "anchor_penalty", "early_stopping_min_delta",
-                                                    "warmup_ratio"))
+                        "warmup_ratio", "distill_weight",
+                        allow_zero=("weight_decay", "anchor_penalty", "early_stopping_min_delta", "warmup_ratio",
+                                    "distill_weight"))
         _check_nonneg_int(self, "epochs")
         if self.negatives == "corpus" and (self.resample_negatives or self.in_batch_negatives):
             raise ERAError("adaptation.negatives='corpus' already contrasts with every unjudged document: "
@@ -336,6 +341,9 @@ class TrainingArguments:
             raise ERAError("alignment.distill_steps refines the anchored score map: it needs --anchor and "
                            "--alignment.anchored score (as in --recipe recommended); with another head or "
                            "alignment, pass --alignment.distill-steps 0")
+        if self.adaptation.distill_weight and not self.anchor:
+            raise ERAError("adaptation.distill_weight distils the fused scores into the anchored head: it needs "
+                           "--anchor (as in --recipe recommended)")
         if has_alignment_tasks is None:
             has_alignment_tasks = bool(self.alignment_tasks)
         if distills(self, has_alignment_tasks) and (self.alignment.score_weight_margin_se

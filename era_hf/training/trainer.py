@@ -585,8 +585,18 @@ class ERATrainer:
                                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                       "rng": rng_state(), "extra": extra, "compat": compat}, config)
 
-        penalty = stage2.make_penalty_fn(stage1_state, b.anchor_penalty) if b.anchor_penalty > 0 else None
-        resample = (lambda epoch: data.resample(a.seed, epoch, a)) if b.resample_negatives else None
+        penalties, epoch_hooks = [], []
+        if b.anchor_penalty > 0:
+            penalties.append(stage2.make_penalty_fn(stage1_state, b.anchor_penalty))
+        if b.distill_weight > 0:
+            term, start_epoch = stage2.make_distillation_term(build_distillation_data(infos, embedder, a, device),
+                                                              a.alignment, b.distill_weight, a.seed)
+            penalties.append(term)
+            epoch_hooks.append(start_epoch)
+        if b.resample_negatives:
+            epoch_hooks.append(lambda epoch: data.resample(a.seed, epoch, a))
+        penalty = (lambda m: sum(p(m) for p in penalties)) if penalties else None
+        on_epoch_start = (lambda epoch: [hook(epoch) for hook in epoch_hooks]) if epoch_hooks else None
         loop = EpochLoop(stage="adaptation", accelerator=acc, model=model, optimizer=optimizer, scheduler=scheduler,
                          n_train=n_train, batch_size=b.batch_size, epochs=b.epochs, seed=a.seed,
                          loss_fn=stage2.make_loss_fn(data, b),
@@ -594,7 +604,7 @@ class ERATrainer:
                          higher_is_better=monitor != "val_loss", patience=patience,
                          min_delta=b.early_stopping_min_delta, checkpoint=save, checkpoint_every=b.checkpoint_every,
                          stop_after_epoch=stop_epoch if stop_stage == "adaptation" else None,
-                         on_epoch_start=resample, penalty_fn=penalty, show_progress=not a.quiet,
+                         on_epoch_start=on_epoch_start, penalty_fn=penalty, show_progress=not a.quiet,
                          log_epochs=not a.quiet, keep_start=b.keep_start)
         rows = -(-min(b.batch_size, n_train) // acc.num_processes) * (1 + b.num_negatives)
         with self._threads(device, rows * config.query_dim * config.document_dim < 2**26):

@@ -1,0 +1,142 @@
+"""How closely can the adapter imitate the query encoder on one collection? (the ceiling behind #9's goal 2)
+
+Goal 2 of the quality issue asks the adapter, on the frozen cheap index, to match the query encoder run on
+its own re-encoded corpus. This script measures how far the adapter gets by imitating that encoder in the
+most favourable setting there is: the anchored linear head of recipe ``recommended`` is distilled
+(the package's own :func:`era_hf.training.alignment.distill`) toward the fused scores
+``cheap(q)·cheap(d) + W · strong(q)·strong(d)`` for several teacher weights ``W`` (large ``W``: the query
+encoder's own ranking), with every document and EVERY judged query of the task as unlabelled queries, test
+queries included (transductive: the test queries' rankings are the very thing it learns). Then it scores
+the test queries. If even here the head stays well below the query encoder zero-shot, imitating it cannot
+close the gap; labels could still (with as few as this task's training queries), which this does not test.
+
+Writes ``OUT`` (JSON: command, environment, per weight the teacher's and the head's test nDCG@10); files under
+``results/ceiling/`` become a section of BENCHMARKS.md (:func:`render_ceiling_section`).
+
+Example::
+
+    python benchmarks/strong_ceiling.py --task ../shared/data/medline --out results/ceiling/medline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MINILM, MPNET, Run, set_threads, setup_env  # noqa: E402
+
+WEIGHTS = (1.0, 3.0, 10.0, 100.0)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, help="a task directory (BEIR layout)")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--query-encoder", default=MPNET)
+    parser.add_argument("--document-encoder", default=MINILM)
+    parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS), help="teacher weights W")
+    parser.add_argument("--steps", type=int, default=600, help="distillation steps (recipe: 300 per task)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    setup_env()
+    set_threads(args.threads)
+    import torch
+
+    from era_hf.metrics import rank_from_scores, retrieval_metrics
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks import load_task
+    from era_hf.training import get_recipe
+    from era_hf.training.alignment import distill, ridge_fit
+    from era_hf.training.data import DistillationGroup
+    from era_hf.heads import build_head
+
+    task = load_task(args.task)
+    pair = EncoderPair(args.query_encoder, args.document_encoder)
+    split = task.split(0.2, 42)
+    doc_ids = task.document_ids()
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))  # noqa: E731  (a copy: cache entries are read-only)
+    docs, docs_strong = t(pair.corpus(task)), t(pair.corpus(task, side="query"))
+    qids = list(split.train) + list(split.val) + list(split.test)
+    q_strong, q_cheap = t(pair.queries(task, qids, "query")), t(pair.queries(task, qids, "document"))
+    test = slice(len(qids) - len(split.test), len(qids))
+
+    def ndcg(scores: torch.Tensor) -> float:
+        ranked = rank_from_scores(scores.numpy(), doc_ids, 100)
+        return float(retrieval_metrics(list(split.test), ranked, task.qrels)["ndcg@10"].mean())
+
+    run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
+    cheap_scores, strong_scores = q_cheap[test] @ docs.T, q_strong[test] @ docs_strong.T
+    run.results = {"task": task.name, "n_test_queries": len(split.test), "n_documents": len(doc_ids),
+                   "doc_zero_shot": ndcg(cheap_scores), "query_zero_shot": ndcg(strong_scores), "weights": {}}
+    n = docs.shape[0]
+    group = DistillationGroup(task.name, torch.cat([docs_strong, q_strong]), torch.cat([docs, q_cheap]),
+                              torch.cat([torch.arange(n), torch.full((len(qids),), -1)]), docs_strong, docs)
+    held = torch.randperm(n, generator=torch.Generator().manual_seed(42))[: max(1, n // 10)]
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[held] = False
+    score_map, _, _ = ridge_fit(docs[keep].double(), docs_strong[keep].double(), docs[held].double(),
+                                docs_strong[held].double())  # strong ≈ cheap M + b: proj.weight's layout
+    base = get_recipe("recommended").arguments(tasks=["x"], output_dir="out").alignment
+    for w in args.weights:
+        al = dataclasses.replace(base, distill_steps=args.steps, distill_teacher_weight=w)
+        heads = []
+        for seed in args.seeds:
+            head = build_head("linear", docs_strong.shape[1], docs.shape[1], zero_init=True)
+            with torch.no_grad():
+                head.proj.weight.copy_(score_map.float() * w)  # as distilled_score_init
+            record = distill(head, [group], al, seed)
+            with torch.no_grad():
+                heads.append(ndcg(head(q_strong[test], q_cheap[test]) @ docs.T))
+            print(f"W={w:g} seed {seed}: head {heads[-1]:.4f} (loss {record['loss_first_tenth']:.4f} -> "
+                  f"{record['loss_last_tenth']:.4f})", flush=True)
+        run.results["weights"][f"{w:g}"] = {"teacher": ndcg(cheap_scores + w * strong_scores),
+                                            "head_mean": float(np.mean(heads)), "head_per_seed": heads}
+    run.results["settings"] = {"steps": args.steps, "seeds": args.seeds, "temperature": base.distill_temperature,
+                               "lr": base.distill_lr, "batch_size": base.distill_batch_size}
+    run.write()
+    r = run.results
+    print(f"{task.name}: doc {r['doc_zero_shot']:.4f}, query encoder {r['query_zero_shot']:.4f}")
+    for w, v in r["weights"].items():
+        print(f"  W={w}: teacher {v['teacher']:.4f}, distilled head {v['head_mean']:.4f}")
+    return run.record
+
+
+def render_ceiling_section(results_dir: str | os.PathLike) -> str:
+    """BENCHMARKS.md's section from ``results_dir/ceiling/*.json`` (empty when there is none)."""
+    files = sorted((Path(results_dir) / "ceiling").glob("*.json"))
+    if not files:
+        return ""
+    out = ["## Imitating the query encoder: how far a head on the cheap index gets", "",
+           "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored linear head, "
+           "distilled toward `cheap·cheap + W · strong·strong` with every document and every judged query of the "
+           "task as unlabelled queries, the test queries included (the most favourable setting), then scored on "
+           "the test queries. Large W: the query encoder's own ranking.", ""]
+    for path in files:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        r, st = rec["results"], rec["results"]["settings"]
+        out += [f"### {r['task']}: `{path.name}`", "",
+                f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st['steps']} steps "
+                f"(lr {st['lr']:g}, batch {st['batch_size']}, temperature {st['temperature']:g}), seeds "
+                f"{', '.join(map(str, st['seeds']))}; `{rec['command']}`, {rec['date']}, "
+                f"{rec['wall_seconds'] / 60:.1f} min.", "",
+                "| scores | test nDCG@10 |", "|:---|---:|",
+                f"| `doc`: cheap encoder zero-shot | {r['doc_zero_shot']:.4f} |",
+                f"| `query`: query encoder zero-shot (corpus re-encoded) | {r['query_zero_shot']:.4f} |"]
+        for w, v in r["weights"].items():
+            seeds = " / ".join(f"{x:.4f}" for x in v["head_per_seed"])
+            out += [f"| teacher, W = {w} | {v['teacher']:.4f} |",
+                    f"| head distilled from it (seeds {seeds}) | **{v['head_mean']:.4f}** |"]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -42,21 +42,50 @@ def _accelerate() -> str:
     return str(exe)
 
 
+def _launch_two(out: Path, adi_dir: str, cache: Path, settings: list[str], cwd: Path) -> None:
+    """``accelerate launch`` 2 CPU processes of ``era_hf.train``; asserts success and one printed line."""
+    repo = str(Path(__file__).resolve().parents[1])  # era_hf importable whether installed or not
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [_accelerate(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "-m", "era_hf.train", "--tasks", adi_dir, "--output", str(out), "--cache-dir", str(cache), *settings]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=str(cwd))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().splitlines() == [str(out)]  # printed once, by the main process
+
+
+def _train_one(out: Path, adi_dir: str, cache: Path, settings: list[str]) -> None:
+    from era_hf.train import main
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # one process, in this process
+        assert main(["--tasks", adi_dir, "--output", str(out), "--cache-dir", str(cache), "--cpu", *settings]) == 0
+    finally:
+        torch.set_num_threads(n)
+
+
+def _assert_same_training(one_dir: Path, two_dir: Path) -> None:
+    one, two = head_tensors(one_dir), head_tensors(two_dir)
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=1e-4, rtol=0), (k, float((one[k] - two[k]).abs().max()))
+    h1, h2 = histories(one_dir), histories(two_dir)
+    for stage in h1:
+        for a, b in zip(h1[stage], h2[stage]):
+            assert a.keys() == b.keys()
+            assert all(abs(a[k] - b[k]) < 1e-4 for k in a)
+
+
 def test_two_process_launch_matches_one_process(tmp_path, shared_data):
     from era_hf.cache import cache_key
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
-    from era_hf.train import main
 
     adi_dir = str(shared_data / "adi")
     cache1 = shared_cache_dir()
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:  # one process, in this process
-        assert main(["--tasks", adi_dir, "--output", str(tmp_path / "one"), "--cache-dir", str(cache1), "--cpu",
-                     *SETTINGS]) == 0
-    finally:
-        torch.set_num_threads(n)
+    _train_one(tmp_path / "one", adi_dir, cache1, SETTINGS)
 
     # the 2-process run gets only the corpus entry: the queries are encoded sharded
     adi = load_task(adi_dir)
@@ -67,30 +96,13 @@ def test_two_process_launch_matches_one_process(tmp_path, shared_data):
     for suffix in (".npy", ".json"):
         shutil.copy(cache1 / f"{key}{suffix}", cache2 / f"{key}{suffix}")
 
-    repo = str(Path(__file__).resolve().parents[1])  # era_hf importable whether installed or not
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    cmd = [_accelerate(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "era_hf.train", "--tasks", adi_dir, "--output", str(tmp_path / "two"), "--cache-dir", str(cache2),
-           *SETTINGS]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.strip().splitlines() == [str(tmp_path / "two")]  # printed once, by the main process
+    _launch_two(tmp_path / "two", adi_dir, cache2, SETTINGS, tmp_path)
 
     log = json.loads((tmp_path / "two" / "training_log.json").read_text())
     assert log["environment"]["num_processes"] == 2
     assert log["environment"]["distributed_type"].endswith("MULTI_CPU")
     assert 0 < log["embedding_cache"]["texts_encoded_here"] < 2 * 11  # the main process's shards only
-    one, two = head_tensors(tmp_path / "one"), head_tensors(tmp_path / "two")
-    for k in one:
-        assert torch.allclose(one[k], two[k], atol=1e-4, rtol=0), (k, float((one[k] - two[k]).abs().max()))
-    h1, h2 = histories(tmp_path / "one"), histories(tmp_path / "two")
-    for stage in h1:
-        for a, b in zip(h1[stage], h2[stage]):
-            assert a.keys() == b.keys()
-            assert all(abs(a[k] - b[k]) < 1e-4 for k in a)
+    _assert_same_training(tmp_path / "one", tmp_path / "two")
 
     # the sharded-and-gathered cache entries equal one-process encodings
     split = adi.split(0.2, 42)
@@ -103,3 +115,19 @@ def test_two_process_launch_matches_one_process(tmp_path, shared_data):
     ref = EmbeddingCache(cache1).lookup(fp, texts)
     assert got is not None and ref is not None
     assert np.allclose(got, ref, atol=1e-5)
+
+
+def test_two_processes_match_one_with_stage2_distillation(tmp_path, shared_data):
+    """The stage-2 distillation term is computed whole on every process (not sharded): DDP's gradient averaging
+    must leave it as one process has it."""
+    adi_dir = str(shared_data / "adi")
+    settings = [*SETTINGS, "--recipe", "recommended", "--alignment.distill-steps", "10",
+                "--alignment.distill-batch-size", "16", "--adaptation.distill-weight", "2",
+                "--adaptation.early-stopping-patience", "none"]
+    cache = shared_cache_dir()
+    _train_one(tmp_path / "one", adi_dir, cache, settings)
+    _launch_two(tmp_path / "two", adi_dir, cache, settings, tmp_path)
+    _assert_same_training(tmp_path / "one", tmp_path / "two")
+    log = json.loads((tmp_path / "two" / "training_log.json").read_text())
+    assert log["environment"]["num_processes"] == 2
+    assert log["recipe_overrides"]["adaptation.distill_weight"]["used"] == 2.0

@@ -369,6 +369,15 @@ def test_no_train_query_falls_back_to_one_and_missing_positives_are_counted(tmp_
         trainer, _ = run([syn], small_args(tmp_path / "fb", cache_dir, label_ratio=0.05))
     assert trainer.log["tasks"][0]["split"]["n_train"] == 1
     assert "falling back" in trainer.log["tasks"][0]["warnings"][0]
+    import warnings
+
+    from era_hf.training.data import prepare_tasks
+
+    thirty = load_task(str(write_beir(tmp_path / "thirty", n_docs=40, n_queries=30, name="thirty")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0.05 x 30 judged queries = 1.5: one query by the ratio itself, no fallback
+        (info,) = prepare_tasks([thirty], small_args(tmp_path / "t", cache_dir, label_ratio=0.05))
+    assert len(info.split.train) == 1 and not info.warnings
 
     # queries whose only positive is not in the corpus are skipped and counted
     qrels = {q: dict(v) for q, v in syn.qrels.items()}

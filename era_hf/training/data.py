@@ -153,7 +153,7 @@ def prepare_tasks(tasks: Sequence[Any], args: TrainingArguments, labels: bool = 
     for i, task in enumerate(tasks):
         split = task.split(args.label_ratio, args.split_seed) if labels else None
         notes = []
-        n_judged = len(split.train) + len(split.val) + len(split.test) if labels else 0
+        n_judged = split.n_judged if labels else 0  # all judged queries: the split's train is already the labelled few
         if labels and args.mode != "alignment_only" and int(args.label_ratio * n_judged) < 1:
             note = (f"task {task.name!r}: label_ratio={args.label_ratio} of {n_judged} judged queries gives no "
                     f"training query; falling back to 1 query (as the reference does)")

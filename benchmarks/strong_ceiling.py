@@ -2,8 +2,8 @@
 
 Goal 2 of the quality issue asks the adapter, on the frozen cheap index, to match the query encoder run on
 its own re-encoded corpus. This script measures how far the adapter gets by imitating that encoder in the
-most favourable setting there is: the anchored linear head of recipe ``recommended`` is distilled
-(the package's own :func:`era_hf.training.alignment.distill`) toward the fused scores
+most favourable setting there is: the anchored linear head of recipe ``recommended`` is distilled from its
+score map (the package's own :func:`era_hf.training.alignment.distilled_score_init`) toward the fused scores
 ``cheap(q)·cheap(d) + W · strong(q)·strong(d)`` for several teacher weights ``W`` (large ``W``: the query
 encoder's own ranking), with every document and EVERY judged query of the task as unlabelled queries, test
 queries included (transductive: the test queries' rankings are the very thing it learns). Then it scores
@@ -26,6 +26,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
     from era_hf.training import get_recipe
-    from era_hf.training.alignment import distill, ridge_fit
+    from era_hf.training.alignment import distilled_score_init
     from era_hf.training.data import DistillationGroup
     from era_hf.heads import build_head
 
@@ -82,17 +83,15 @@ def main(argv: list[str] | None = None) -> dict:
     held = torch.randperm(n, generator=torch.Generator().manual_seed(42))[: max(1, n // 10)]
     keep = torch.ones(n, dtype=torch.bool)
     keep[held] = False
-    score_map, _, _ = ridge_fit(docs[keep].double(), docs_strong[keep].double(), docs[held].double(),
-                                docs_strong[held].double())  # strong ≈ cheap M + b: proj.weight's layout
+    # the score map's ridge fit reads these: the strong encoder's documents from the cheap encoder's, 10% held out
+    fit = SimpleNamespace(x_train=docs_strong[keep], y_train=docs[keep], x_eval=docs_strong[held], y_eval=docs[held])
     base = get_recipe("recommended").arguments(tasks=["x"], output_dir="out").alignment
     for w in args.weights:
         al = dataclasses.replace(base, distill_steps=args.steps, distill_teacher_weight=w)
         heads = []
         for seed in args.seeds:
-            head = build_head("linear", docs_strong.shape[1], docs.shape[1], zero_init=True)
-            with torch.no_grad():
-                head.proj.weight.copy_(score_map.float() * w)  # as distilled_score_init
-            record = distill(head, [group], al, seed)
+            head = build_head("linear", docs_strong.shape[1], docs.shape[1])
+            record = distilled_score_init(head, fit, [group], al, seed)["distillation"]
             with torch.no_grad():
                 heads.append(ndcg(head(q_strong[test], q_cheap[test]) @ docs.T))
             print(f"W={w:g} seed {seed}: head {heads[-1]:.4f} (loss {record['loss_first_tenth']:.4f} -> "

@@ -50,5 +50,8 @@ era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --docum
 python benchmarks/strong_ceiling.py --task "$SUITE/medline" --out "$OUT/ceiling/medline.json"
 python benchmarks/strong_ceiling.py --task "$SUITE/medline" --weights 100 --steps 5000 --seeds 0 \
     --out "$OUT/ceiling/medline_5000_steps.json"
-# 7. The report (tables, significance, plots) from the result files.
+# 7. A query log without judgments: half of each collection's test queries appended as unjudged queries, the
+#    other half scored (results/query_log/, a report section).
+python benchmarks/query_log.py --suite "$SUITE" --out "$OUT/query_log/in_domain.json"
+# 8. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quality benchmark as run for BENCHMARKS.md on a 2-core CPU machine, in stages so that each stage's
-# results land before the next starts; every command is resumable (finished runs are reused).
+# results land before the next starts; every `era-hf benchmark` command is resumable (finished runs are reused),
+# the scripts of steps 6 and 7 run again.
 # No deviation from the recipes' defaults: stage 1 embeds 1000 documents per task with the strong encoder, and the
 # recommended recipe's distillation all of them. Its corpus embeddings (the `query` / `fusion` baselines, stage 1,
 # the distillation) were computed once on a GPU with the same code (benchmarks/encode_on_device.py) and imported

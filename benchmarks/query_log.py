@@ -9,9 +9,10 @@ This script measures that on real collections, through the package's own trainer
 queries are cut in two halves (a seeded permutation): half A plays the query log and half B the future
 queries. For each collection a copy of the task is written with half A's texts appended to ``queries.jsonl``
 under new ids (``log-<id>``; the same texts, no judgments). The recommended recipe then trains on the
-original tasks and on the copies (one adapter for all collections, as the benchmark's in_domain protocol),
-for each seed and each mode (``alignment_only``: no labels at all; ``both``: with the r = 0.2 labels as
-well), and every model is scored on half B only, with the ``doc`` and ``fusion`` baselines beside it.
+original tasks and on the copies (``--protocol in_domain``: one adapter for all collections; ``per_task``: one
+per collection, as ERA is deployed), for each seed and each mode (``alignment_only``: no labels at all;
+``both``: with the r = 0.2 labels as well), and every model is scored on half B only, with the ``doc`` and
+``fusion`` baselines beside it.
 
 Writes ``OUT`` (JSON: command, environment, per mode and seed the half-B nDCG@10 with and without the log,
 per collection); files under ``results/query_log/`` become a section of BENCHMARKS.md
@@ -20,6 +21,7 @@ per collection); files under ``results/query_log/`` become a section of BENCHMAR
 Example::
 
     python benchmarks/query_log.py --suite ../shared/data --out results/query_log/in_domain.json
+    python benchmarks/query_log.py --suite ../shared/data --protocol per_task --out results/query_log/per_task.json
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--modes", nargs="+", default=["alignment_only", "both"], choices=["alignment_only", "both"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--label-ratio", type=float, default=0.2)
+    parser.add_argument("--protocol", default="in_domain", choices=["in_domain", "per_task"],
+                        help="one adapter for all tasks, or one per task")
     parser.add_argument("--distill-steps", type=int, default=None, help="override the recipe's (a smoke run)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -102,30 +106,39 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             raise RuntimeError(f"{task.name}: appending unjudged queries changed the split")  # the premise
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
-    def half_b(method) -> dict[str, float]:
-        res = evaluate_suite(method, originals, pair, label_ratio=args.label_ratio)["tasks"]
+    def half_b(method, group: list[str]) -> dict[str, float]:
+        res = evaluate_suite(method, [originals[names.index(n)] for n in group], pair, label_ratio=args.label_ratio)
         out = {}
-        for name, r in res.items():
+        for name, r in res["tasks"].items():
             pq = dict(zip(r["per_query"]["query_ids"], r["per_query"]["ndcg@10"]))
             out[name] = float(np.mean([pq[q] for q in scored[name]]))
+        return out
+
+    def with_macro(out: dict[str, float]) -> dict[str, float]:
         return {**out, "macro": float(np.mean(list(out.values())))}
+
+    # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
+    groups = [names] if args.protocol == "in_domain" else [[n] for n in names]
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
     run.results = {"tasks": names, "n_scored": {n: len(q) for n, q in scored.items()},
                    "n_log": {n: len(logged[n].query_ids()) - len(t.query_ids()) for n, t in zip(names, originals)},
-                   "label_ratio": args.label_ratio, "seeds": args.seeds,
-                   "baselines": {b: half_b(b) for b in ("doc", "fusion")}, "modes": {}}
+                   "protocol": args.protocol, "label_ratio": args.label_ratio, "seeds": args.seeds,
+                   "baselines": {b: with_macro(half_b(b, names)) for b in ("doc", "fusion")}, "modes": {}}
     for mode in args.modes:
         rows = run.results["modes"][mode] = {"without_log": [], "with_log": []}
         for seed in args.seeds:
-            for key, tasks in (("without_log", originals), ("with_log", [logged[n] for n in names])):
-                over = {} if args.distill_steps is None else {"alignment": {"distill_steps": args.distill_steps}}
-                targs = TrainingArguments.from_recipe(
-                    "recommended", output_dir=str(work / f"{mode}-{key}-{seed}"), query_encoder=args.query_encoder,
-                    document_encoder=args.document_encoder, mode=mode, label_ratio=args.label_ratio, seed=seed,
-                    quiet=True, plot=False, **over)
-                model = ERATrainer(None, tasks, targs).train()
-                rows[key].append(half_b(model))
+            for key in ("without_log", "with_log"):
+                values: dict[str, float] = {}
+                for group in groups:
+                    tasks = [logged[n] if key == "with_log" else originals[names.index(n)] for n in group]
+                    over = {} if args.distill_steps is None else {"alignment": {"distill_steps": args.distill_steps}}
+                    targs = TrainingArguments.from_recipe(
+                        "recommended", output_dir=str(work / f"{mode}-{key}-{seed}-{'+'.join(group)}"),
+                        query_encoder=args.query_encoder, document_encoder=args.document_encoder, mode=mode,
+                        label_ratio=args.label_ratio, seed=seed, quiet=True, plot=False, **over)
+                    values.update(half_b(ERATrainer(None, tasks, targs).train(), group))
+                rows[key].append(with_macro(values))
                 print(f"{mode} seed {seed} {key}: half-B nDCG@10 {rows[key][-1]['macro']:.4f}", flush=True)
     run.write()
     return run.record
@@ -139,7 +152,7 @@ def render_query_log_section(results_dir: str | os.PathLike) -> str:
     out = ["## A query log without judgments", "",
            "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; "
            "half A's texts are appended to a copy of the task as unjudged queries (a query log), and every model "
-           "is scored on half B only. Recipe `recommended`, one adapter for all collections.", ""]
+           "is scored on half B only. Recipe `recommended`.", ""]
     for path in files:
         rec = json.loads(path.read_text(encoding="utf-8"))
         r = rec["results"]
@@ -147,7 +160,8 @@ def render_query_log_section(results_dir: str | os.PathLike) -> str:
         n_scored = ", ".join(f"{n} {r['n_scored'][n]}" for n in names)
         n_log = ", ".join(f"{n} {r['n_log'][n]}" for n in names)
         out += [f"### `{path.name}`", "",
-                f"Scored queries (half B): {n_scored}; log queries (half A): {n_log}. Seeds "
+                f"Scored queries (half B): {n_scored}; log queries (half A): {n_log}. Protocol "
+                f"`{r.get('protocol', 'in_domain')}`, seeds "
                 f"{', '.join(map(str, r['seeds']))}, r = {r['label_ratio']:g}; `{rec['command']}`, {rec['date']}, "
                 f"{rec['wall_seconds'] / 60:.1f} min.", "",
                 "| half-B nDCG@10 | " + " | ".join(names) + " | **macro** |",

@@ -55,7 +55,8 @@ def test_run_scores_half_b_and_the_log_changes_the_adapter(script, shared_data, 
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results" / "query_log" / "adi.json"
     record = script.main(["--suite", str(shared_data), "--tasks", "adi", "--out", str(out), "--query-encoder",
-                          MINILM, "--modes", "alignment_only", "--seeds", "0", "--distill-steps", "20"])
+                          MINILM, "--protocol", "per_task", "--modes", "alignment_only", "--seeds", "0",
+                          "--distill-steps", "20"])
     assert json.loads(out.read_text())["results"] == record["results"]
     r = record["results"]
     adi = load_task(str(shared_data / "adi"))
@@ -70,6 +71,7 @@ def test_run_scores_half_b_and_the_log_changes_the_adapter(script, shared_data, 
     # same seed, same recipe: only the log differs, so the heads (and their half-B rankings) must differ
     assert rows["with_log"][0]["adi"] != rows["without_log"][0]["adi"]
     section = script.render_query_log_section(tmp_path / "results")
-    assert "### `adi.json`" in section and f"| `doc` | {r['baselines']['doc']['adi']:.4f} |" in section
+    assert "### `adi.json`" in section and "Protocol `per_task`" in section
+    assert f"| `doc` | {r['baselines']['doc']['adi']:.4f} |" in section
     assert f"(seeds {rows['with_log'][0]['macro']:.4f})" in section
     assert script.render_query_log_section(tmp_path / "nothing") == ""

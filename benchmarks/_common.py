@@ -98,6 +98,14 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def result_records(results_dir: str | os.PathLike, folder: str) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, record)`` of every ``results_dir/folder/*.json``, by file name (empty when there is none): the
+    input of a script's BENCHMARKS.md section."""
+    import json
+
+    return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted((Path(results_dir) / folder).glob("*.json"))]
+
+
 class Run:
     """One benchmark run: records the command, environment and load averages; writes the JSON at the end.
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, set_threads, setup_env  # noqa: E402
+from _common import MINILM, MPNET, Run, result_records, set_threads, setup_env  # noqa: E402
 
 LOG_PREFIX = "log-"
 SPLIT_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
@@ -146,15 +146,14 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 def render_query_log_section(results_dir: str | os.PathLike) -> str:
     """BENCHMARKS.md's section from ``results_dir/query_log/*.json`` (empty when there is none)."""
-    files = sorted((Path(results_dir) / "query_log").glob("*.json"))
-    if not files:
+    records = result_records(results_dir, "query_log")
+    if not records:
         return ""
     out = ["## A query log without judgments", "",
            "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; "
            "half A's texts are appended to a copy of the task as unjudged queries (a query log), and every model "
            "is scored on half B only. Recipe `recommended`.", ""]
-    for path in files:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+    for path, rec in records:
         r = rec["results"]
         names = r["tasks"]
         n_scored = ", ".join(f"{n} {r['n_scored'][n]}" for n in names)

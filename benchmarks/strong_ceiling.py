@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, set_threads, setup_env  # noqa: E402
+from _common import MINILM, MPNET, Run, result_records, set_threads, setup_env  # noqa: E402
 
 WEIGHTS = (1.0, 3.0, 10.0, 100.0)
 
@@ -110,16 +109,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 def render_ceiling_section(results_dir: str | os.PathLike) -> str:
     """BENCHMARKS.md's section from ``results_dir/ceiling/*.json`` (empty when there is none)."""
-    files = sorted((Path(results_dir) / "ceiling").glob("*.json"))
-    if not files:
+    records = result_records(results_dir, "ceiling")
+    if not records:
         return ""
     out = ["## Imitating the query encoder: how far a head on the cheap index gets", "",
            "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored linear head, "
            "distilled toward `cheap·cheap + W · strong·strong` with every document and every judged query of the "
            "task as unlabelled queries, the test queries included (the most favourable setting), then scored on "
            "the test queries. Large W: the query encoder's own ranking.", ""]
-    for path in files:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+    for path, rec in records:
         r, st = rec["results"], rec["results"]["settings"]
         out += [f"### {r['task']}: `{path.name}`", "",
                 f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st['steps']} steps "

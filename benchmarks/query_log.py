@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--distill-steps", type=int, default=None, help="override the recipe's (a smoke run)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    suite = Path(args.suite)
+    if not suite.is_dir():
+        parser.error(f"--suite {args.suite}: not a directory")
+    missing = [n for n in args.tasks or [] if not (suite / n / "corpus.jsonl").is_file()]
+    if missing:
+        parser.error(f"--tasks: no task folder (with corpus.jsonl) named {', '.join(missing)} in {args.suite}")
     setup_env()
     set_threads(args.threads)
 

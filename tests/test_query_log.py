@@ -75,3 +75,12 @@ def test_run_scores_half_b_and_the_log_changes_the_adapter(script, shared_data, 
     assert f"| `doc` | {r['baselines']['doc']['adi']:.4f} |" in section
     assert f"(seeds {rows['with_log'][0]['macro']:.4f})" in section
     assert script.render_query_log_section(tmp_path / "nothing") == ""
+
+
+def test_a_missing_suite_or_task_is_refused_by_name(script, shared_data, tmp_path, capsys):
+    for argv, said in ((["--suite", str(tmp_path / "nope")], "--suite"),
+                       (["--suite", str(shared_data), "--tasks", "adi", "nope"], "named nope")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main([*argv, "--out", str(tmp_path / "out.json")])
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

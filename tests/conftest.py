@@ -18,6 +18,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_benchmark_script(name: str):
+    """The module ``benchmarks/<name>.py`` (scripts, not a package: loaded from their file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
@@ -12,14 +10,11 @@ from era_hf.cache import EmbeddingCache
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cuda_check.py"
+from tests.conftest import MINILM, load_benchmark_script
 
 
 def test_cpu_half_reports_both_recipes_and_records_a_cache_that_suffices(shared_data, tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("cuda_check", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark_script("cuda_check")
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
     adi = str(shared_data / "adi")
     report = script.main(["--tasks", adi, "--out", str(tmp_path / "out"), "--query-encoder", MINILM,

@@ -3,22 +3,16 @@ embedding cache as exactly the entries that the query baseline and stage 1 read.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "encode_on_device.py"
+from tests.conftest import MINILM, load_benchmark_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("encode_on_device", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("encode_on_device")
 
 
 def test_export_encode_import_round_trip(shared_data, tmp_path, monkeypatch, capsys):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,15 +11,12 @@ from era_hf.evaluation import evaluate_suite
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "strong_ceiling.py"
+from tests.conftest import MINILM, load_benchmark_script
 
 
 def test_same_encoder_teacher_is_the_cheap_ranking_and_the_section_shows_the_file(shared_data, tmp_path,
                                                                                    monkeypatch):
-    spec = importlib.util.spec_from_file_location("strong_ceiling", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_benchmark_script("strong_ceiling")
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results" / "ceiling" / "adi.json"
     record = script.main(["--task", str(shared_data / "adi"), "--out", str(out), "--query-encoder", MINILM,

@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MINILM, MPNET, Run, result_records, set_threads, setup_env  # noqa: E402
 
 LOG_PREFIX = "log-"
-SPLIT_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
+HALVES_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
 
 
-def halves(test_ids: list[str], seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+def halves(test_ids: list[str], seed: int = HALVES_SEED) -> tuple[list[str], list[str]]:
     """(half A = the log, half B = the scored queries) of a task's test queries."""
     order = np.random.default_rng(seed).permutation(len(test_ids))
     cut = len(test_ids) // 2
@@ -95,25 +95,30 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     """Writes the task copies (and the models) under ``work``, trains, scores half B, writes ``args.out``."""
+    from era_hf.benchmark import SPLIT_SEED
     from era_hf.evaluation import evaluate_suite
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
     from era_hf.training import ERATrainer, TrainingArguments
 
     suite = Path(args.suite)
-    names = args.tasks or sorted(p.name for p in suite.iterdir() if (p / "corpus.jsonl").exists())
-    originals = [load_task(str(suite / n)) for n in names]
-    scored, logged = {}, {}
-    for task in originals:
-        log_ids, scored[task.name] = halves(list(task.split(args.label_ratio, 42).test))
-        texts = dict(zip(log_ids, task.query_texts(log_ids)))
-        logged[task.name] = load_task(str(task_with_log(suite / task.name, work / task.name, log_ids, texts)))
-        if list(logged[task.name].split(args.label_ratio, 42).test) != list(task.split(args.label_ratio, 42).test):
+    folders = args.tasks or sorted(p.name for p in suite.iterdir() if (p / "corpus.jsonl").exists())
+    originals, logged, log, scored = {}, {}, {}, {}  # by task name (a meta.json may name it unlike its folder)
+    for folder in folders:
+        task = load_task(str(suite / folder))
+        test = list(task.split(args.label_ratio, SPLIT_SEED).test)
+        log[task.name], scored[task.name] = halves(test)
+        texts = dict(zip(log[task.name], task.query_texts(log[task.name])))
+        copy = load_task(str(task_with_log(suite / folder, work / folder, log[task.name], texts)))
+        if list(copy.split(args.label_ratio, SPLIT_SEED).test) != test:
             raise RuntimeError(f"{task.name}: appending unjudged queries changed the split")  # the premise
+        originals[task.name], logged[task.name] = task, copy
+    names = list(originals)
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def half_b(method, group: list[str]) -> dict[str, float]:
-        res = evaluate_suite(method, [originals[names.index(n)] for n in group], pair, label_ratio=args.label_ratio)
+        res = evaluate_suite(method, [originals[n] for n in group], pair, label_ratio=args.label_ratio,
+                             seed=SPLIT_SEED)
         out = {}
         for name, r in res["tasks"].items():
             pq = dict(zip(r["per_query"]["query_ids"], r["per_query"]["ndcg@10"]))
@@ -125,25 +130,24 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
     # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
     groups = [names] if args.protocol == "in_domain" else [[n] for n in names]
+    over = {} if args.distill_steps is None else {"alignment": {"distill_steps": args.distill_steps}}
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
     run.results = {"tasks": names, "n_scored": {n: len(q) for n, q in scored.items()},
-                   "n_log": {n: len(logged[n].query_ids()) - len(t.query_ids()) for n, t in zip(names, originals)},
+                   "n_log": {n: len(q) for n, q in log.items()},
                    "protocol": args.protocol, "label_ratio": args.label_ratio, "seeds": args.seeds,
                    "baselines": {b: with_macro(half_b(b, names)) for b in ("doc", "fusion")}, "modes": {}}
     for mode in args.modes:
         rows = run.results["modes"][mode] = {"without_log": [], "with_log": []}
         for seed in args.seeds:
-            for key in ("without_log", "with_log"):
+            for key, tasks in (("without_log", originals), ("with_log", logged)):
                 values: dict[str, float] = {}
                 for group in groups:
-                    tasks = [logged[n] if key == "with_log" else originals[names.index(n)] for n in group]
-                    over = {} if args.distill_steps is None else {"alignment": {"distill_steps": args.distill_steps}}
                     targs = TrainingArguments.from_recipe(
                         "recommended", output_dir=str(work / f"{mode}-{key}-{seed}-{'+'.join(group)}"),
                         query_encoder=args.query_encoder, document_encoder=args.document_encoder, mode=mode,
                         label_ratio=args.label_ratio, seed=seed, quiet=True, plot=False, **over)
-                    values.update(half_b(ERATrainer(None, tasks, targs).train(), group))
+                    values.update(half_b(ERATrainer(None, [tasks[n] for n in group], targs).train(), group))
                 rows[key].append(with_macro(values))
                 print(f"{mode} seed {seed} {key}: half-B nDCG@10 {rows[key][-1]['macro']:.4f}", flush=True)
     run.write()

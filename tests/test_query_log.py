@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +11,12 @@ from era_hf.cache import EmbeddingCache
 from era_hf.evaluation import evaluate_suite
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
-
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "query_log.py"
+from tests.conftest import MINILM, load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("query_log", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("query_log")
 
 
 def test_halves_cut_the_test_queries_in_two_disjoint_seeded_halves(script):
@@ -53,8 +46,12 @@ def test_a_logged_copy_keeps_the_split_and_its_log_reaches_the_distillation(scri
 
 def test_run_scores_half_b_and_the_log_changes_the_adapter(script, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "suite"  # a folder named unlike its task (meta.json says "adi"): copies follow the folder
+    (suite / "adi-copy").mkdir(parents=True)
+    for entry in (shared_data / "adi").iterdir():
+        (suite / "adi-copy" / entry.name).symlink_to(entry)
     out = tmp_path / "results" / "query_log" / "adi.json"
-    record = script.main(["--suite", str(shared_data), "--tasks", "adi", "--out", str(out), "--query-encoder",
+    record = script.main(["--suite", str(suite), "--tasks", "adi-copy", "--out", str(out), "--query-encoder",
                           MINILM, "--protocol", "per_task", "--modes", "alignment_only", "--seeds", "0",
                           "--distill-steps", "20"])
     assert json.loads(out.read_text())["results"] == record["results"]

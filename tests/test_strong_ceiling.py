@@ -32,7 +32,12 @@ def test_same_encoder_teacher_is_the_cheap_ranking_and_the_section_shows_the_fil
         v = r["weights"][w]
         assert v["teacher"] == pytest.approx(doc, abs=1e-9)
         assert len(v["head_per_seed"]) == 2 and all(0 < x <= 1 for x in v["head_per_seed"])
+        assert len(v["test_only_head_per_seed"]) == 2 and all(0 < x <= 1 for x in v["test_only_head_per_seed"])
+        # the teacher ranks with the cheap vectors themselves, which the free vectors start from and keep
+        assert v["free_vectors"] == pytest.approx(doc, abs=0.02)
     section = script.render_ceiling_section(tmp_path / "results")
     assert "### adi: `adi.json`" in section and f"| `doc`: cheap encoder zero-shot | {doc:.4f} |" in section
     assert f"**{r['weights']['100']['head_mean']:.4f}**" in section
+    free = r["weights"]["100"]["free_vectors"]
+    assert f"| a free vector per test query, fitted alone to the teacher's ranking | {free:.4f} |" in section
     assert script.render_ceiling_section(tmp_path / "nothing") == ""  # no results: no section

@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     from era_hf.tasks import load_task
     from era_hf.training import get_recipe
     from era_hf.training.alignment import distilled_score_init
+    from era_hf.training.arguments import AlignmentArguments
     from era_hf.training.data import DistillationGroup
     from era_hf.heads import build_head
 
@@ -118,15 +119,20 @@ def main(argv: list[str] | None = None) -> dict:
     # the score map's ridge fit reads these: the strong encoder's documents from the cheap encoder's, 10% held out
     fit = SimpleNamespace(x_train=docs_strong[keep], y_train=docs[keep], x_eval=docs_strong[held], y_eval=docs[held])
     base = get_recipe("recommended").arguments(tasks=["x"], output_dir="out").alignment
+
+    def distilled_ndcg(distilled_on: DistillationGroup, al: AlignmentArguments, seed: int) -> tuple[float, dict]:
+        head = build_head("linear", docs_strong.shape[1], docs.shape[1])
+        record = distilled_score_init(head, fit, [distilled_on], al, seed)["distillation"]
+        with torch.no_grad():
+            return ndcg(head(q_strong[test], q_cheap[test]) @ docs.T), record
+
     for w in args.weights:
         al = dataclasses.replace(base, distill_steps=args.steps, distill_teacher_weight=w)
         heads, alone = [], []
         for seed in args.seeds:
-            for distilled_on, scores in ((group, heads), (test_only, alone)):
-                head = build_head("linear", docs_strong.shape[1], docs.shape[1])
-                record = distilled_score_init(head, fit, [distilled_on], al, seed)["distillation"]
-                with torch.no_grad():
-                    scores.append(ndcg(head(q_strong[test], q_cheap[test]) @ docs.T))
+            score, record = distilled_ndcg(group, al, seed)
+            heads.append(score)
+            alone.append(distilled_ndcg(test_only, al, seed)[0])
             print(f"W={w:g} seed {seed}: head {heads[-1]:.4f} (loss {record['loss_first_tenth']:.4f} -> "
                   f"{record['loss_last_tenth']:.4f}), on the test queries alone {alone[-1]:.4f}", flush=True)
         teacher = cheap_scores + w * strong_scores  # distillation_batch_loss's teacher

@@ -98,12 +98,25 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def result_records(results_dir: str | os.PathLike, folder: str) -> list[tuple[Path, dict[str, Any]]]:
-    """``(path, record)`` of every ``results_dir/folder/*.json``, by file name (empty when there is none): the
-    input of a script's BENCHMARKS.md section."""
+def records_section(results_dir: str | os.PathLike, folder: str, heading: str, intro: str,
+                    render_record: Callable[[Path, dict[str, Any]], list[str]]) -> str:
+    """A script's BENCHMARKS.md section: ``## heading``, ``intro``, then the lines ``render_record(path, record)``
+    gives for every ``results_dir/folder/*.json`` by file name, each block followed by a blank line; empty when
+    there is no such file."""
     import json
 
-    return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted((Path(results_dir) / folder).glob("*.json"))]
+    paths = sorted((Path(results_dir) / folder).glob("*.json"))
+    if not paths:
+        return ""
+    out = [f"## {heading}", "", intro, ""]
+    for path in paths:
+        out += [*render_record(path, json.loads(path.read_text(encoding="utf-8"))), ""]
+    return "\n".join(out)
+
+
+def provenance(record: dict[str, Any]) -> str:
+    """How and when a result file was made: its command, date and wall time."""
+    return f"`{record['command']}`, {record['date']}, {record['wall_seconds'] / 60:.1f} min."
 
 
 class Run:

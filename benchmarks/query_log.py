@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, result_records, set_threads, setup_env  # noqa: E402
+from _common import MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env  # noqa: E402
 
 LOG_PREFIX = "log-"
 HALVES_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
@@ -156,25 +156,18 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 def render_query_log_section(results_dir: str | os.PathLike) -> str:
     """BENCHMARKS.md's section from ``results_dir/query_log/*.json`` (empty when there is none)."""
-    records = result_records(results_dir, "query_log")
-    if not records:
-        return ""
-    out = ["## A query log without judgments", "",
-           "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; "
-           "half A's texts are appended to a copy of the task as unjudged queries (a query log), and every model "
-           "is scored on half B only. Recipe `recommended`.", ""]
-    for path, rec in records:
+
+    def render(path: Path, rec: dict) -> list[str]:
         r = rec["results"]
         names = r["tasks"]
         n_scored = ", ".join(f"{n} {r['n_scored'][n]}" for n in names)
         n_log = ", ".join(f"{n} {r['n_log'][n]}" for n in names)
-        out += [f"### `{path.name}`", "",
-                f"Scored queries (half B): {n_scored}; log queries (half A): {n_log}. Protocol "
-                f"`{r.get('protocol', 'in_domain')}`, seeds "
-                f"{', '.join(map(str, r['seeds']))}, r = {r['label_ratio']:g}; `{rec['command']}`, {rec['date']}, "
-                f"{rec['wall_seconds'] / 60:.1f} min.", "",
-                "| half-B nDCG@10 | " + " | ".join(names) + " | **macro** |",
-                "|:---|" + "---:|" * (len(names) + 1)]
+        out = [f"### `{path.name}`", "",
+               f"Scored queries (half B): {n_scored}; log queries (half A): {n_log}. Protocol "
+               f"`{r.get('protocol', 'in_domain')}`, seeds "
+               f"{', '.join(map(str, r['seeds']))}, r = {r['label_ratio']:g}; {provenance(rec)}", "",
+               "| half-B nDCG@10 | " + " | ".join(names) + " | **macro** |",
+               "|:---|" + "---:|" * (len(names) + 1)]
         for b, v in r["baselines"].items():
             out.append(f"| `{b}` | " + " | ".join(f"{v[n]:.4f}" for n in names) + f" | **{v['macro']:.4f}** |")
         for mode, rows in r["modes"].items():
@@ -183,9 +176,13 @@ def render_query_log_section(results_dir: str | os.PathLike) -> str:
                 per_seed = " / ".join(f"{row['macro']:.4f}" for row in rows[key])
                 out.append(f"| {mode}, {key.replace('_', ' ')} (seeds {per_seed}) | "
                            + " | ".join(f"{c:.4f}" for c in cells[:-1]) + f" | **{cells[-1]:.4f}** |")
-        out.append("")
-    return "\n".join(out)
+        return out
 
+    return records_section(
+        results_dir, "query_log", "A query log without judgments",
+        "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; half A's "
+        "texts are appended to a copy of the task as unjudged queries (a query log), and every model is scored on "
+        "half B only. Recipe `recommended`.", render)
 
 if __name__ == "__main__":
     main()

@@ -42,7 +42,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, result_records, set_threads, setup_env  # noqa: E402
+from _common import MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env  # noqa: E402
 
 WEIGHTS = (1.0, 3.0, 10.0, 100.0)
 FREE_STEPS, FREE_LR = 1500, 0.01
@@ -156,27 +156,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 def render_ceiling_section(results_dir: str | os.PathLike) -> str:
     """BENCHMARKS.md's section from ``results_dir/ceiling/*.json`` (empty when there is none)."""
-    records = result_records(results_dir, "ceiling")
-    if not records:
-        return ""
-    out = ["## Imitating the query encoder: how far a head on the cheap index gets", "",
-           "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored linear head, "
-           "distilled toward `cheap·cheap + W · strong·strong` with every document and every judged query of the "
-           "task as unlabelled queries, the test queries included (the most favourable setting), then scored on "
-           "the test queries. Large W: the query encoder's own ranking. Where shown, two probes say why a gap "
-           "remains: the same head distilled on the test queries alone (without documents as queries), and a free "
-           "vector per test query fitted alone to its teacher ranking (how closely the frozen index can "
-           "reproduce that ranking, nothing shared between queries).", ""]
-    for path, rec in records:
+
+    def render(path: Path, rec: dict) -> list[str]:
         r, st = rec["results"], rec["results"]["settings"]
-        out += [f"### {r['task']}: `{path.name}`", "",
-                f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st['steps']} steps "
-                f"(lr {st['lr']:g}, batch {st['batch_size']}, temperature {st['temperature']:g}), seeds "
-                f"{', '.join(map(str, st['seeds']))}; `{rec['command']}`, {rec['date']}, "
-                f"{rec['wall_seconds'] / 60:.1f} min.", "",
-                "| scores | test nDCG@10 |", "|:---|---:|",
-                f"| `doc`: cheap encoder zero-shot | {r['doc_zero_shot']:.4f} |",
-                f"| `query`: query encoder zero-shot (corpus re-encoded) | {r['query_zero_shot']:.4f} |"]
+        out = [f"### {r['task']}: `{path.name}`", "",
+               f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st['steps']} steps "
+               f"(lr {st['lr']:g}, batch {st['batch_size']}, temperature {st['temperature']:g}), seeds "
+               f"{', '.join(map(str, st['seeds']))}; {provenance(rec)}", "",
+               "| scores | test nDCG@10 |", "|:---|---:|",
+               f"| `doc`: cheap encoder zero-shot | {r['doc_zero_shot']:.4f} |",
+               f"| `query`: query encoder zero-shot (corpus re-encoded) | {r['query_zero_shot']:.4f} |"]
         for w, v in r["weights"].items():
             seeds = " / ".join(f"{x:.4f}" for x in v["head_per_seed"])
             out += [f"| teacher, W = {w} | {v['teacher']:.4f} |",
@@ -187,9 +176,17 @@ def render_ceiling_section(results_dir: str | os.PathLike) -> str:
                         f"{v['test_only_head_mean']:.4f} |",
                         f"| a free vector per test query, fitted alone to the teacher's ranking | "
                         f"{v['free_vectors']:.4f} |"]
-        out.append("")
-    return "\n".join(out)
+        return out
 
+    return records_section(
+        results_dir, "ceiling", "Imitating the query encoder: how far a head on the cheap index gets",
+        "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored linear head, distilled "
+        "toward `cheap·cheap + W · strong·strong` with every document and every judged query of the task as "
+        "unlabelled queries, the test queries included (the most favourable setting), then scored on the test "
+        "queries. Large W: the query encoder's own ranking. Where shown, two probes say why a gap remains: the same "
+        "head distilled on the test queries alone (without documents as queries), and a free vector per test query "
+        "fitted alone to its teacher ranking (how closely the frozen index can reproduce that ranking, nothing "
+        "shared between queries).", render)
 
 if __name__ == "__main__":
     main()

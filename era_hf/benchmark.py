@@ -152,6 +152,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended whose stage 2 also minimises stage 1's listwise distillation loss "
                     "(adaptation.distill_weight=1: one batch of documents and unlabelled non-test queries per "
                     "step), so the labels correct the distilled head without unlearning the fused ranking"),
+    BenchmarkMethod("rec+lexical", "recommended", "both", {"alignment.distill_lexical_weight": 1.0},
+                    "OURS: era_recommended whose stage-1 teacher also holds each query text's BM25 score against "
+                    "the documents' texts (alignment.distill_lexical_weight=1: its per-query z-score added to the "
+                    "teacher's logits; no model, no label)"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
                     "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
                     "distillation of the two encoders' fused scores (documents and unlabelled non-test queries as "
@@ -457,7 +461,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
 #: Result-affecting fields added after results were stored -> the value that behaves as before they existed
 #: (the guard as it resolves in the run: 'none' where it does nothing).
 _LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0,
-                                  "adaptation.distill_weight": 0.0}
+                                  "adaptation.distill_weight": 0.0, "alignment.distill_lexical_weight": 0.0}
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:

@@ -212,3 +212,52 @@ def test_bad_stage2_distillation_settings_are_refused_by_name(recipe, adaptation
     args = get_recipe(recipe).arguments(tasks=["x"], output_dir="out", adaptation=adaptation)
     with pytest.raises(ERAError, match=message):
         args.validate()
+
+
+def test_lexical_teacher_is_each_query_texts_bm25_over_the_ranked_documents(tmp_path, cache_dir):
+    from era_hf.cache import EmbeddingCache
+    from era_hf.lexical import BM25, standardized
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks import load_task
+    from era_hf.training.data import Embedder, build_distillation_data, non_test_query_ids, prepare_tasks
+
+    task = load_task(str(write_beir(tmp_path / "synth", n_docs=30, n_queries=12, name="synth")))
+    embedder = Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
+    sizes = {"distill_docs_per_task": 10, "distill_pseudo_queries": 4}
+    off = distill_args(tmp_path / "off", cache_dir, **sizes)
+    assert build_distillation_data(prepare_tasks([task], off), embedder, off)[0].lexical is None
+    args = distill_args(tmp_path / "on", cache_dir, distill_lexical_weight=1.0, **sizes)
+    infos = prepare_tasks([task], args)
+    (group,) = build_distillation_data(infos, embedder, args)
+    # the ranked documents' corpus rows, found by their index embeddings
+    corpus = torch.from_numpy(np.array(embedder.corpus(task)))
+    rows = [int((corpus - d).abs().sum(1).argmin()) for d in group.docs]
+    texts = [task.document_texts()[r] for r in rows]
+    queries = [texts[i] for i in group.own_doc[:4]] + task.query_texts(non_test_query_ids(infos[0], args))
+    own = torch.zeros(group.n_queries, 10, dtype=torch.bool)
+    own[torch.arange(4), group.own_doc[:4]] = True
+    assert group.lexical.shape == (group.n_queries, 10)
+    assert torch.allclose(group.lexical, standardized(BM25(texts).scores(queries), own), atol=1e-6)
+
+
+def test_a_heavy_lexical_teacher_pulls_the_head_toward_bm25s_ranking(tmp_path, cache_dir, adi):
+    from era_hf.cache import EmbeddingCache
+    from era_hf.lexical import BM25
+    from era_hf.task_embeddings import EncoderPair
+
+    qids = adi.judged_query_ids()
+    pair = EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir))
+    docs, x, anchor = (np.array(e) for e in (pair.corpus(adi), pair.queries(adi, qids, "query"),
+                                              pair.queries(adi, qids, "document")))
+    bm25_top = BM25(adi.document_texts()).scores(adi.query_texts(qids)).topk(3, dim=1).indices
+
+    def agreement(lexical_weight: float) -> float:
+        out = tmp_path / f"lex{lexical_weight}"
+        trainer, model = run([adi], distill_args(out, cache_dir, distill_steps=40, distill_lexical_weight=lexical_weight))
+        assert trainer.log["stages"]["alignment"]["init"]["distillation"]["lexical_weight"] == lexical_weight
+        with torch.inference_mode():
+            top = torch.from_numpy(np.asarray(model.adapt(x, anchor)) @ docs.T).topk(3, dim=1).indices
+        return float(np.mean([len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top, bm25_top)]))
+
+    heavy, none = agreement(20.0), agreement(0.0)
+    assert heavy > none + 0.3  # of 3: more of BM25's top documents in the head's top 3

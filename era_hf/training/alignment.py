@@ -338,6 +338,8 @@ def distillation_batch_loss(head: torch.nn.Module, groups: Sequence[Any], args: 
     x, anchor, own = g.queries[rows], g.anchors[rows], g.own_doc[rows]
     with torch.no_grad():
         teacher = anchor @ g.docs.T + args.distill_teacher_weight * (x @ g.docs_strong.T)
+        if g.lexical is not None:
+            teacher = teacher + args.distill_lexical_weight * args.distill_temperature * g.lexical[rows]
     exclude = torch.zeros_like(teacher, dtype=torch.bool)
     is_doc = (own >= 0).nonzero()[:, 0]
     exclude[is_doc, own[is_doc]] = True
@@ -362,6 +364,7 @@ def distill(head: torch.nn.Module, groups: Sequence[Any], args: AlignmentArgumen
         raise ERAError("the distillation diverged (non-finite head weights): lower alignment.distill_lr")
     tenth = max(1, len(losses) // 10)
     return {"steps": len(losses), "teacher_weight": args.distill_teacher_weight,
+            "lexical_weight": args.distill_lexical_weight,
             "temperature": args.distill_temperature, "lr": args.distill_lr, "batch_size": args.distill_batch_size,
             "loss_first_tenth": float(np.mean(losses[:tenth])), "loss_last_tenth": float(np.mean(losses[-tenth:])),
             "tasks": {g.name: {"queries": g.n_queries, "documents": int(g.docs.shape[0])} for g in groups},

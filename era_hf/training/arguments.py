@@ -111,6 +111,10 @@ class AlignmentArguments:
                                "turns the clarity guard on)")
     distill_teacher_weight: float = _f(1.0, "distillation teacher: weight of the query encoder's own "
                                             "query-document cosine, added to the document encoder's")
+    distill_lexical_weight: float = _f(0.0, "distillation teacher (ours): weight of the BM25 score of the query "
+                                            "text against each document's text (era_hf.lexical), z-scored per query "
+                                            "and multiplied by distill_temperature, so 1 adds the z-score itself to "
+                                            "the teacher's softmax logits; no model and no label (0 = off)")
     distill_temperature: float = _f(0.05, "distillation: softmax temperature of teacher and student over documents")
     distill_lr: float = _f(1e-3, "distillation: Adam learning rate")
     distill_batch_size: int = _f(128, "distillation: queries per step")
@@ -123,9 +127,10 @@ class AlignmentArguments:
     def validate(self) -> None:
         _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
-                        "checkpoint_every", "score_weight_margin_se", "distill_teacher_weight",
+                        "checkpoint_every", "score_weight_margin_se", "distill_teacher_weight", "distill_lexical_weight",
                         "distill_temperature", "distill_lr", "distill_batch_size", "distill_pseudo_queries",
-                        allow_zero=("weight_decay", "score_weight_margin_se", "distill_pseudo_queries"))
+                        allow_zero=("weight_decay", "score_weight_margin_se", "distill_pseudo_queries",
+                                    "distill_lexical_weight"))
         _check_nonneg_int(self, "epochs", "refine_epochs", "distill_steps", "distill_docs_per_task")
         _check_int(self, "sample_seed")
         _check_fraction(self, "eval_ratio")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ERAError
+from ..lexical import BM25, standardized
 from . import negatives as neg
 from .arguments import TrainingArguments
 
@@ -289,10 +290,22 @@ class DistillationGroup:
     own_doc: torch.Tensor  # (n,) the row in ``docs`` of a query that is a document; -1 for a real query
     docs_strong: torch.Tensor  # (m, q_dim) the query encoder's embeddings of the documents ranked
     docs: torch.Tensor  # (m, d_dim) the document encoder's embeddings of the same documents (the index)
+    lexical: torch.Tensor | None = None  # (n, m) z-scored BM25 of the query texts (distill_lexical_weight > 0)
 
     @property
     def n_queries(self) -> int:
         return int(self.queries.shape[0])
+
+
+def lexical_teacher(info: TaskInfo, rows: np.ndarray, as_query: np.ndarray, qids: Sequence[str]) -> torch.Tensor:
+    """BM25 of the distillation queries (documents ``rows[as_query]``, then the query texts ``qids``) against the
+    documents ``rows``, z-scored per query with a document's own entry zeroed (it is left out of its list)."""
+    texts = info.task.document_texts()
+    docs = [texts[i] for i in rows]
+    scores = BM25(docs).scores([docs[i] for i in as_query] + info.task.query_texts(qids))
+    own = torch.zeros_like(scores, dtype=torch.bool)
+    own[torch.arange(len(as_query)), torch.from_numpy(as_query)] = True
+    return standardized(scores, exclude=own)
 
 
 #: Above this many documents in a task, distilling over all of them (``distill_docs_per_task=0``) gets a warning:
@@ -326,8 +339,9 @@ def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args:
         own = np.concatenate([as_query, np.full(len(qids), -1, dtype=np.int64)])
         if len(own) == 0:
             continue
+        lexical = lexical_teacher(info, rows, as_query, qids).to(device) if a.distill_lexical_weight else None
         groups.append(DistillationGroup(info.name, t(np.concatenate(queries)), t(np.concatenate(anchors)), t(own),
-                                        t(docs_strong), t(docs)))
+                                        t(docs_strong), t(docs), lexical))
     if not groups:
         raise ERAError("alignment.distill_steps: the alignment tasks give no document or query to distill on")
     return groups

@@ -243,6 +243,7 @@ def test_lexical_teacher_is_each_query_texts_bm25_over_the_ranked_documents(tmp_
 def test_a_heavy_lexical_teacher_pulls_the_head_toward_bm25s_ranking(tmp_path, cache_dir, adi):
     from era_hf.cache import EmbeddingCache
     from era_hf.lexical import BM25
+    from era_hf.model_card import build_model_card
     from era_hf.task_embeddings import EncoderPair
 
     qids = adi.judged_query_ids()
@@ -255,6 +256,8 @@ def test_a_heavy_lexical_teacher_pulls_the_head_toward_bm25s_ranking(tmp_path, c
         out = tmp_path / f"lex{lexical_weight}"
         trainer, model = run([adi], distill_args(out, cache_dir, distill_steps=40, distill_lexical_weight=lexical_weight))
         assert trainer.log["stages"]["alignment"]["init"]["distillation"]["lexical_weight"] == lexical_weight
+        card = build_model_card(out).text
+        assert ("fused scores and BM25 (teacher weight 1, lexical weight 20, 40 steps" in card) == bool(lexical_weight), card
         with torch.inference_mode():
             top = torch.from_numpy(np.asarray(model.adapt(x, anchor)) @ docs.T).topk(3, dim=1).indices
         return float(np.mean([len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top, bm25_top)]))

@@ -484,13 +484,12 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             losses = [distilled.get(k) for k in ("loss_first_tenth", "loss_last_tenth")]
             trend = f", loss {losses[0]:.4f} → {losses[1]:.4f} over the first → last tenth of the steps" \
                 if all(isinstance(v, (int, float)) for v in losses) else ""
+            teacher, weights = "both encoders' fused scores", f"teacher weight {_fmt(distilled.get('teacher_weight'))}"
             lexical = distilled.get("lexical_weight")
-            bm25 = isinstance(lexical, (int, float)) and lexical
-            facts.append(f"score map distilled from both encoders' fused scores{' and BM25' if bm25 else ''} "
-                         f"(teacher weight {_fmt(distilled.get('teacher_weight'))}"
-                         f"{f', lexical weight {_fmt(lexical)}' if bm25 else ''}, "
-                         f"{_fmt(distilled.get('steps'))} steps{trend}; "
-                         f"no labels)")
+            if isinstance(lexical, (int, float)) and lexical:
+                teacher, weights = f"{teacher} and BM25", f"{weights}, lexical weight {_fmt(lexical)}"
+            facts.append(f"score map distilled from {teacher} ({weights}, {_fmt(distilled.get('steps'))} "
+                         f"steps{trend}; no labels)")
         elif isinstance(init, Mapping) and "weight" in init:  # the anchored score map: say how its weight was picked
             guard = init.get("guard")
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \

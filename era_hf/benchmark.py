@@ -461,7 +461,8 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
 #: Result-affecting fields added after results were stored -> the value that behaves as before they existed
 #: (the guard as it resolves in the run: 'none' where it does nothing).
 _LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0,
-                                  "adaptation.distill_weight": 0.0, "alignment.distill_lexical_weight": 0.0}
+                                  "adaptation.distill_weight": 0.0, "alignment.distill_lexical_weight": 0.0,
+                                  "unlabelled_queries": []}
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:

@@ -460,6 +460,11 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
                          "validation 10% and the test 50%; the test queries are never seen in training.")
     elif ratio is not None:
         data_bits.append(f"Label ratio: {ratio}.")
+    for rec in log.get("unlabelled_queries") or []:
+        if isinstance(rec, Mapping):
+            data_bits.append(f"Query log without judgments: {_fmt(rec.get('added'))} queries of "
+                             f"`{Path(str(rec.get('file', ''))).name}` (SHA-256 {str(rec.get('sha256', ''))[:12]}…) "
+                             f"added to task {rec.get('task')} as unjudged queries, read by stage 1 only.")
     for key in ("n_train_queries", "n_train_pairs", "n_alignment_texts", "n_val_queries"):
         if isinstance(log.get(key), (int, float)):
             data_bits.append(f"{key.replace('_', ' ')}: {log[key]}.")

@@ -10,7 +10,8 @@ Modules: :mod:`.task` (container), :mod:`.splits` (split protocol),
 :mod:`.build` (validation shared by loaders), :mod:`.files` (JSONL / TSV
 readers), :mod:`.beir` (BEIR directory and ``BeIR/*`` Hub), :mod:`.mair`
 (``MAIR-Bench`` Hub), :mod:`.hub` (Hub access and its errors),
-:mod:`.stdlib_code` (``builtin:stdlib-code``), :mod:`.loading` (dispatch).
+:mod:`.stdlib_code` (``builtin:stdlib-code``), :mod:`.loading` (dispatch),
+:mod:`.unlabelled` (query logs without judgments, added as unjudged queries).
 
 Example:
     >>> from era_hf.tasks import load_task
@@ -27,6 +28,7 @@ from era_hf.tasks.mair import MAIR_TASKS, load_mair, mair_task_from_rows, mair_t
 from era_hf.tasks.splits import TaskSplit, make_split
 from era_hf.tasks.stdlib_code import STDLIB_CODE_INSTRUCTION, STDLIB_CODE_SPEC, build_stdlib_code_task
 from era_hf.tasks.task import RetrievalTask
+from era_hf.tasks.unlabelled import add_unlabelled_queries, attach_query_logs, read_query_log
 
 __all__ = [
     "ACCEPTED_SPECS",
@@ -38,7 +40,9 @@ __all__ = [
     "QrelsWarning",
     "RetrievalTask",
     "TaskSplit",
+    "add_unlabelled_queries",
     "assemble_task",
+    "attach_query_logs",
     "beir_task_from_rows",
     "build_stdlib_code_task",
     "load_beir_dir",
@@ -50,4 +54,5 @@ __all__ = [
     "mair_task_from_splits",
     "mair_task_names",
     "make_split",
+    "read_query_log",
 ]

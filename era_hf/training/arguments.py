@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -238,6 +239,11 @@ class TrainingArguments:
     alignment_tasks: list[str] = _f([], "stage 1 aligns on the documents of these tasks instead of the training "
                                         "tasks' (only their corpora are read, no labels): e.g. the index the adapter "
                                         "will search when its labels come from other collections")
+    unlabelled_queries: list[str] = _f([], "query logs without judgments, as TASK=FILE (FILE alone when stage 1 "
+                                           "reads one task): .jsonl lines with a 'text' field, or .txt with one "
+                                           "query per line; added to the task stage 1 aligns on as unjudged "
+                                           "queries, which its distillation and clarity guard read (never labels, "
+                                           "never the split); texts equal to the task's queries are left out")
     output_dir: str | None = _f(None, "output directory (model, training_log.json, loss_curves.png, checkpoints/)")
     query_encoder: str = _f(DEFAULT_QUERY_ENCODER, "strong query encoder (Hub id or local path)")
     document_encoder: str = _f(DEFAULT_DOCUMENT_ENCODER, "lightweight document encoder (Hub id or local path)")
@@ -322,6 +328,9 @@ class TrainingArguments:
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
         self.tasks = [str(t) for t in self.tasks]
+        if isinstance(self.unlabelled_queries, (str, os.PathLike)):
+            self.unlabelled_queries = [self.unlabelled_queries]
+        self.unlabelled_queries = [os.fspath(q) for q in self.unlabelled_queries]
         _check_choices(self)
         _check_fraction(self, "label_ratio")
         _check_int(self, "seed", "split_seed")

@@ -156,13 +156,13 @@ def register_recipe(recipe: Recipe, replace: bool = False) -> None:
 def recipe_overrides(args: TrainingArguments) -> dict[str, Any]:
     """Result-affecting fields of ``args`` that differ from its recipe: ``{name: {"recipe": a, "used": b}}``.
 
-    Run-level fields that every run sets (tasks, encoders, output, mode, ratio, seeds, query
-    formats) are not part of a recipe and not listed.
+    Run-level fields that every run sets (tasks and their query logs, encoders, output, mode, ratio, seeds,
+    query formats) are not part of a recipe and not listed.
     """
     recipe = get_recipe(args.recipe)
     base = recipe.values()
     used = args.flat(include_neutral=False)
-    per_run = {"tasks", "alignment_tasks", "output_dir", "query_encoder", "document_encoder", "query_encoder_revision",
+    per_run = {"tasks", "alignment_tasks", "unlabelled_queries", "output_dir", "query_encoder", "document_encoder", "query_encoder_revision",
                "document_encoder_revision", "query_pooling", "document_pooling", "query_format",
                "document_query_format", "query_max_length", "document_max_length", "mode", "label_ratio",
                "seed", "split_seed", "recipe"}

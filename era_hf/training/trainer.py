@@ -190,6 +190,26 @@ class ERATrainer:
             tasks += load_suite(os.fspath(spec))
         return tasks
 
+    def _attach_query_logs(self, tasks: list[Any], alignment_tasks: list[Any]) -> tuple[list, list, list]:
+        """``unlabelled_queries``: each log joins the task stage 1 reads (an alignment task when given)."""
+        a = self.args
+        if not a.unlabelled_queries:
+            return tasks, alignment_tasks, []
+        has_alignment_tasks = bool(alignment_tasks)
+        if a.mode == "label_only" or not (distills(a, has_alignment_tasks) or
+                                          resolved_score_weight_guard(a, has_alignment_tasks) == "clarity"):
+            raise ERAError("unlabelled_queries: no step of this run reads unlabelled query texts; stage 1's "
+                           "distillation (--recipe recommended) and --alignment.score-weight-guard clarity do")
+        from ..tasks.unlabelled import attach_query_logs
+
+        stage1_tasks, records = attach_query_logs(alignment_tasks or tasks, a.unlabelled_queries)
+        for r in records:
+            left_out = r["left_out"]["repeats_a_task_query"] + r["left_out"]["repeats_the_log"]
+            if left_out:
+                warnings.warn(f"query log {r['file']}: {left_out} queries repeat the task's queries or the log's "
+                              f"and were left out ({r['added']} added to task {r['task']!r})", stacklevel=2)
+        return (tasks, stage1_tasks, records) if alignment_tasks else (stage1_tasks, alignment_tasks, records)
+
     def _check_output(self, acc: Any) -> Path:
         """The output directory must be writable (probed) before any encoding starts."""
         from accelerate.utils import broadcast_object_list
@@ -273,6 +293,7 @@ class ERATrainer:
         pair, given_model = self._pair(acc)
         tasks = self._load_tasks(self.tasks)
         alignment_tasks = self._load_tasks(self.alignment_tasks) if self.alignment_tasks else []
+        tasks, alignment_tasks, query_logs = self._attach_query_logs(tasks, alignment_tasks)
         dims = self._dims(pair, given_model)
         config = self._config(pair, given_model, dims, tasks)
         if config.lora:
@@ -363,6 +384,8 @@ class ERATrainer:
             config.training["alignment_tasks"] = [t.name for t in alignment_tasks]
         timings["total_seconds"] = round(time.perf_counter() - t_start, 3)
         self.log = self._training_log(config, pair, infos, log_stages, timings, overrides, embedder)
+        if query_logs:
+            self.log["unlabelled_queries"] = query_logs
         acc.wait_for_everyone()
         if acc.is_main_process:
             self._save_model(model, out)

@@ -31,6 +31,8 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+clarity_guard
 # 2b'. a lexical (BM25) term in stage 1's distillation teacher (r = 0.2).
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+lexical
+# 2b''. a smaller learning rate for stage 1's distillation (r = 0.2).
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+distill_lr3e-4
 # 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
     --methods rec+one_se

@@ -156,6 +156,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended whose stage-1 teacher also holds each query text's BM25 score against "
                     "the documents' texts (alignment.distill_lexical_weight=1: its per-query z-score added to the "
                     "teacher's logits; no model, no label)"),
+    BenchmarkMethod("rec+distill_lr3e-4", "recommended", "both", {"alignment.distill_lr": 3e-4},
+                    "OURS: era_recommended whose stage-1 distillation takes Adam steps of 3e-4 instead of 1e-3 "
+                    "(alignment.distill_lr), the rate that stage-1 heads distilled without the train and validation "
+                    "queries scored best on them (pooled)"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
                     "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
                     "distillation of the two encoders' fused scores (documents and unlabelled non-test queries as "

@@ -3,7 +3,9 @@
 Stage 1 of recipe ``recommended`` distils the fused ranking of the two encoders on the task's documents and on
 every query text outside the test split, judged or not. So a user who has no labels but has past queries can
 append them to the task's ``queries.jsonl`` (ids with no line in ``qrels/``): the split, which only takes
-judged queries, does not change, and the distillation sees queries like the ones it will serve.
+judged queries, does not change, and the distillation sees queries like the ones it will serve. (``era-hf train
+--unlabelled-queries FILE`` does the same without editing the task, but it leaves out texts equal to the task's
+queries, a test query's included; here the log is made of test queries, so this script appends them instead.)
 
 This script measures that on real collections, through the package's own trainer. Each collection's test
 queries are cut in two halves (a seeded permutation): half A plays the query log and half B the future

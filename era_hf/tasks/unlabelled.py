@@ -59,10 +59,10 @@ def read_query_log(path: str | os.PathLike) -> list[tuple[str, str, str]]:
                        f".txt file (one query per line), got {path.suffix or 'no suffix'!r}")
     if not path.is_file():
         raise ERAError(f"query log {path} does not exist")
-    entries = []
     if path.suffix == ".txt":
         entries = [(f"{path}:{n}", line.strip(), "") for n, line in read_lines(path)]
     else:
+        entries = []
         for location, record in read_jsonl(path):
             text = coerce_text(record, "text", location, required=True)
             if not text.strip():

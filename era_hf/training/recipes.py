@@ -162,10 +162,10 @@ def recipe_overrides(args: TrainingArguments) -> dict[str, Any]:
     recipe = get_recipe(args.recipe)
     base = recipe.values()
     used = args.flat(include_neutral=False)
-    per_run = {"tasks", "alignment_tasks", "unlabelled_queries", "output_dir", "query_encoder", "document_encoder", "query_encoder_revision",
-               "document_encoder_revision", "query_pooling", "document_pooling", "query_format",
-               "document_query_format", "query_max_length", "document_max_length", "mode", "label_ratio",
-               "seed", "split_seed", "recipe"}
+    per_run = {"tasks", "alignment_tasks", "unlabelled_queries", "output_dir", "query_encoder", "document_encoder",
+               "query_encoder_revision", "document_encoder_revision", "query_pooling", "document_pooling",
+               "query_format", "document_query_format", "query_max_length", "document_max_length", "mode",
+               "label_ratio", "seed", "split_seed", "recipe"}
     return {k: {"recipe": base.get(k), "used": v} for k, v in used.items()
             if k not in per_run and base.get(k) != v}
 

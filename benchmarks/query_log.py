@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--protocol", default="in_domain", choices=["in_domain", "per_task"],
                         help="one adapter for all tasks, or one per task")
     parser.add_argument("--distill-steps", type=int, default=None, help="override the recipe's (a smoke run)")
+    parser.add_argument("--distill-lr", type=float, default=None, help="override the recipe's distillation "
+                                                                       "learning rate")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     suite = Path(args.suite)
@@ -132,12 +134,15 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
     # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
     groups = [names] if args.protocol == "in_domain" else [[n] for n in names]
-    over = {} if args.distill_steps is None else {"alignment": {"distill_steps": args.distill_steps}}
+    alignment = {k: v for k, v in (("distill_steps", args.distill_steps), ("distill_lr", args.distill_lr))
+                 if v is not None}
+    over = {"alignment": alignment} if alignment else {}
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
     run.results = {"tasks": names, "n_scored": {n: len(q) for n, q in scored.items()},
                    "n_log": {n: len(q) for n, q in log.items()},
                    "protocol": args.protocol, "label_ratio": args.label_ratio, "seeds": args.seeds,
+                   "recipe_overrides": alignment,
                    "baselines": {b: with_macro(half_b(b, names)) for b in ("doc", "fusion")}, "modes": {}}
     for mode in args.modes:
         rows = run.results["modes"][mode] = {"without_log": [], "with_log": []}

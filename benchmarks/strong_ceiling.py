@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--document-encoder", default=MINILM)
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS), help="teacher weights W")
     parser.add_argument("--steps", type=int, default=600, help="distillation steps (recipe: 300 per task)")
+    parser.add_argument("--lr", type=float, default=None, help="distillation learning rate (default: the recipe's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     # the score map's ridge fit reads these: the strong encoder's documents from the cheap encoder's, 10% held out
     fit = SimpleNamespace(x_train=docs_strong[keep], y_train=docs[keep], x_eval=docs_strong[held], y_eval=docs[held])
     base = get_recipe("recommended").arguments(tasks=["x"], output_dir="out").alignment
+    if args.lr is not None:
+        base = dataclasses.replace(base, distill_lr=args.lr)
 
     def distilled_ndcg(distilled_on: DistillationGroup, al: AlignmentArguments, seed: int) -> tuple[float, dict]:
         head = build_head("linear", docs_strong.shape[1], docs.shape[1])

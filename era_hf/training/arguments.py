@@ -117,7 +117,7 @@ class AlignmentArguments:
                                             "and multiplied by distill_temperature, so 1 adds the z-score itself to "
                                             "the teacher's softmax logits; no model and no label (0 = off)")
     distill_temperature: float = _f(0.05, "distillation: softmax temperature of teacher and student over documents")
-    distill_lr: float = _f(1e-3, "distillation: Adam learning rate")
+    distill_lr: float = _f(1e-3, "distillation: Adam learning rate (recipe recommended: 3e-4)")
     distill_batch_size: int = _f(128, "distillation: queries per step")
     distill_pseudo_queries: int = _f(2000, "distillation: documents per task that also serve as queries")
     distill_docs_per_task: int = _f(0, "distillation: documents per task the teacher and the head rank (a sample of "

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS), help="teacher weights W")
     parser.add_argument("--steps", type=int, default=600, help="distillation steps (recipe: 300 per task)")
     parser.add_argument("--lr", type=float, default=None, help="distillation learning rate (default: the recipe's)")
+    parser.add_argument("--head", default="linear", help="the head type distilled (the recipe's: linear)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         base = dataclasses.replace(base, distill_lr=args.lr)
 
     def distilled_ndcg(distilled_on: DistillationGroup, al: AlignmentArguments, seed: int) -> tuple[float, dict]:
-        head = build_head("linear", docs_strong.shape[1], docs.shape[1])
+        torch.manual_seed(seed)  # the init of a head's nonlinear part (the score map overwrites the linear one)
+        head = build_head(args.head, docs_strong.shape[1], docs.shape[1])
         record = distilled_score_init(head, fit, [distilled_on], al, seed)["distillation"]
         with torch.no_grad():
             return ndcg(head(q_strong[test], q_cheap[test]) @ docs.T), record
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         run.results["weights"][f"{w:g}"] = {"teacher": ndcg(teacher), "head_mean": float(np.mean(heads)),
                                             "head_per_seed": heads, "test_only_head_mean": float(np.mean(alone)),
                                             "test_only_head_per_seed": alone, "free_vectors": free}
-    run.results["settings"] = {"steps": args.steps, "seeds": args.seeds, "temperature": base.distill_temperature,
+    run.results["settings"] = {"head": args.head, "steps": args.steps, "seeds": args.seeds, "temperature": base.distill_temperature,
                                "lr": base.distill_lr, "batch_size": base.distill_batch_size,
                                "free_vector_steps": FREE_STEPS, "free_vector_lr": FREE_LR}
     run.write()
@@ -163,7 +165,8 @@ def render_ceiling_section(results_dir: str | os.PathLike) -> str:
     def render(path: Path, rec: dict) -> list[str]:
         r, st = rec["results"], rec["results"]["settings"]
         out = [f"### {r['task']}: `{path.name}`", "",
-               f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st['steps']} steps "
+               f"{r['n_test_queries']} test queries, {r['n_documents']} documents; {st.get('head', 'linear')} head, "
+               f"{st['steps']} steps "
                f"(lr {st['lr']:g}, batch {st['batch_size']}, temperature {st['temperature']:g}), seeds "
                f"{', '.join(map(str, st['seeds']))}; {provenance(rec)}", "",
                "| scores | test nDCG@10 |", "|:---|---:|",

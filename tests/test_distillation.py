@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import MINILM, MPNET
-from test_training import adi, cache_dir, head_tensors, run, small_args, write_beir  # noqa: F401 (fixtures)
+from test_training import (adi, cache_dir, head_tensors, load_head_only, run, small_args,  # noqa: F401 (fixtures)
+                           write_beir)
 
 from era_hf.errors import ERAError
 from era_hf.training import get_recipe
 from era_hf.training.losses import listwise_distillation_loss
 
 
-def distill_args(out, cache_dir, **alignment):
-    return small_args(out, cache_dir, recipe="recommended", query_encoder=MPNET, document_encoder=MINILM,
+def distill_args(out, cache_dir, *, head="linear", **alignment):
+    return small_args(out, cache_dir, recipe="recommended", query_encoder=MPNET, document_encoder=MINILM, head=head,
                       alignment={"distill_steps": 15, "distill_batch_size": 16, **alignment},
                       adaptation={"epochs": 1})
 
@@ -266,3 +267,32 @@ def test_a_heavy_lexical_teacher_pulls_the_head_toward_bm25s_ranking(tmp_path, c
 
     heavy, none = agreement(20.0), agreement(0.0)
     assert heavy > none + 0.3  # of 3: more of BM25's top documents in the head's top 3
+
+
+@pytest.mark.parametrize("head_type,kwargs", [("linear", {}), ("mlp", {"hidden_dim": 32}),
+                                              ("low_rank_residual", {"rank": 4}),
+                                              ("low_rank_residual", {"rank": 4, "learn_w0": True})])
+def test_score_map_is_written_into_the_linear_part_of_every_head(head_type, kwargs):
+    from era_hf.heads import build_head
+    from era_hf.training.alignment import set_linear_part
+
+    head = build_head(head_type, 12, 6, **kwargs)
+    for p in head.parameters():  # a head that has trained: the nonlinear part is on before the write
+        torch.nn.init.normal_(p)
+    w = torch.randn(12, 6, generator=torch.Generator().manual_seed(0))
+    set_linear_part(head, w)
+    x = torch.randn(5, 12)
+    assert torch.allclose(head.project(x), x @ w, atol=1e-5)
+
+
+@pytest.mark.parametrize("head_type", ["mlp", "low_rank_residual"])
+def test_recommended_recipe_distils_other_heads_and_they_reload_identically(tmp_path, cache_dir, adi, head_type):
+    trainer, model = run([adi], distill_args(tmp_path / "a", cache_dir, distill_steps=40, head=head_type))
+    record = trainer.log["stages"]["alignment"]["init"]["distillation"]
+    assert model.config.head_type == head_type and model.config.init == "score+distill"
+    assert record["loss_last_tenth"] < 0.8 * record["loss_first_tenth"]
+    x = torch.randn(3, 768, generator=torch.Generator().manual_seed(1))
+    anchor = torch.nn.functional.normalize(torch.randn(3, 384, generator=torch.Generator().manual_seed(2)), dim=-1)
+    reloaded = load_head_only(tmp_path / "a")
+    with torch.no_grad():
+        assert torch.allclose(model.head(x, anchor), reloaded.head(x, anchor), atol=1e-6)

@@ -20,7 +20,8 @@ def test_same_encoder_teacher_is_the_cheap_ranking_and_the_section_shows_the_fil
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results" / "ceiling" / "adi.json"
     record = script.main(["--task", str(shared_data / "adi"), "--out", str(out), "--query-encoder", MINILM,
-                          "--document-encoder", MINILM, "--weights", "1", "100", "--steps", "20", "--seeds", "0", "1"])
+                          "--document-encoder", MINILM, "--weights", "1", "100", "--steps", "20", "--seeds", "0", "1",
+                          "--head", "mlp"])
     assert json.loads(out.read_text())["results"] == record["results"]
     r = record["results"]
     pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
@@ -36,6 +37,7 @@ def test_same_encoder_teacher_is_the_cheap_ranking_and_the_section_shows_the_fil
         # the teacher ranks with the cheap vectors themselves, which the free vectors start from and keep
         assert v["free_vectors"] == pytest.approx(doc, abs=0.02)
     section = script.render_ceiling_section(tmp_path / "results")
+    assert r["settings"]["head"] == "mlp" and "documents; mlp head, 20 steps" in section
     assert "### adi: `adi.json`" in section and f"| `doc`: cheap encoder zero-shot | {doc:.4f} |" in section
     assert f"**{r['weights']['100']['head_mean']:.4f}**" in section
     free = r["weights"]["100"]["free_vectors"]

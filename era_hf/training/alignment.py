@@ -233,14 +233,16 @@ def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> f
 
 
 def _score_map(head: torch.nn.Module, data: Any, args: AlignmentArguments) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge) in ``head.proj.weight``'s layout and device."""
-    from ..heads import LinearHead
-
-    if not isinstance(head, LinearHead):
-        raise ERAError("alignment.anchored='score' writes a linear map: use --head linear")
+    """The raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge), shape (query dim, document dim), on the
+    head's device: ``project(x) = x Mᵀ`` is written into the head's linear part (:func:`set_linear_part`)."""
     x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
     m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
-    return m.float().to(head.proj.weight.device), info  # (d_dim, q_dim) = proj.weight's layout: proj(x) = x Mᵀ
+    return m.float().T.to(next(head.parameters()).device), info
+
+
+def set_linear_part(head: torch.nn.Module, w: torch.Tensor) -> None:
+    """Write ``x -> x w`` (no bias) into the head's linear part; its nonlinear part (if any) is switched off."""
+    apply_linear_init(head, w, torch.zeros(w.shape[1], device=w.device))
 
 
 def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArguments,
@@ -264,12 +266,10 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     ``w = 0`` is picked and ``w = 0`` was validated, the record gives the gain over it and its standard error.
     """
     weight, info = _score_map(head, data, args)
-    scale = float((data.x_train.detach().float().to(weight.device) @ weight.T).norm(dim=-1).mean()) or 1.0
+    scale = float((data.x_train.detach().float().to(weight.device) @ weight).norm(dim=-1).mean()) or 1.0
 
     def set_weight(w: float) -> None:
-        with torch.no_grad():
-            head.proj.weight.copy_(weight * (w / scale))
-            head.proj.bias.zero_()
+        set_linear_part(head, weight * (w / scale))
 
     guarded: dict[str, float] = {}
     for w in sorted({0.0, *args.score_weights}) if guard is not None else ():
@@ -321,9 +321,7 @@ def distilled_score_init(head: torch.nn.Module, data: Any, groups: Sequence[Any]
     ``distill_batch_size`` of its queries; ``distill_steps`` steps per task in all. No weight is picked on labels.
     """
     weight, info = _score_map(head, data, args)
-    with torch.no_grad():
-        head.proj.weight.copy_(weight * args.distill_teacher_weight)
-        head.proj.bias.zero_()
+    set_linear_part(head, weight * args.distill_teacher_weight)
     return {"method": "score+distill", "weight": args.distill_teacher_weight, "ridge_lambda": info["ridge_lambda"],
             "heldout_cosine": info["heldout_cosine"], "distillation": distill(head, groups, args, seed)}
 

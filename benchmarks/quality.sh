@@ -16,14 +16,14 @@ MINILM=sentence-transformers/all-MiniLM-L6-v2
 COMMON=(--suite "$SUITE" --out "$OUT" --query-encoder "$MPNET" --document-encoder "$MINILM")
 OPTIONS=(ref+in_batch_negatives ref+all_positives ref+resample_negatives ref+early_stopping_ndcg10 ref+anchor_penalty)
 # 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours (the recommended recipe, the recipe
-#    before its distilled stage 1 and before its distillation learning rate, stage 1 alone, stage 2's earlier
-#    patience), each option of ours.
+#    before its BM25 term, before its distillation learning rate and before its distilled stage 1, stage 1 alone,
+#    stage 2's earlier patience), each option of ours.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 \
-    --methods doc query fusion era_reference label_only alignment_only era_recommended rec+distill_lr1e-3 \
-    rec_no_distill distill_only rec+patience5 label_only_fair era_ridge_init "${OPTIONS[@]}"
+    --methods doc query fusion era_reference label_only alignment_only era_recommended rec_no_lexical \
+    rec+distill_lr1e-3 rec_no_distill distill_only rec+patience5 label_only_fair era_ridge_init "${OPTIONS[@]}"
 # 2. one adapter per index (per_task) at every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods era_recommended rec+distill_lr1e-3 rec_no_distill era_reference label_only_fair
+    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods distill_only
 # 2a. stage 2 with the distillation loss as a second term, both protocols, every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
@@ -33,25 +33,24 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.
     --methods rec+mlp_head
 # 2b. the clarity guard forced on where the labels are the index's own (r = 0.2).
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+clarity_guard
-# 2b'. a lexical (BM25) term in stage 1's distillation teacher (r = 0.2).
-era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+lexical
 # 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
     --methods rec+one_se
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
-    --methods era_recommended rec+distill_lr1e-3 rec_no_distill era_reference label_only label_only_fair
+    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference label_only \
+    label_only_fair
 # 3b. each option of ours at the other ratios.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended rec+distill_lr1e-3 era_recommended_index rec_no_distill rec_index+distill \
+    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill rec_index+distill \
     rec_index+no_guard rec+one_se alignment_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \
     --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended \
-    rec+distill_lr1e-3 rec_no_distill
+    rec_no_lexical rec+distill_lr1e-3 rec_no_distill
 # 6. How far the head gets by imitating the query encoder on medline, where that encoder is far ahead of the
 #    cheap one (test queries distilled on too: the most favourable setting; results/ceiling/, a report section).
 #    Its first two lines were run while the recipe's distillation learning rate was 1e-3, hence --lr 1e-3; the
@@ -63,8 +62,9 @@ python benchmarks/strong_ceiling.py --task "$SUITE/medline" --out "$OUT/ceiling/
 python benchmarks/strong_ceiling.py --task "$SUITE/medline" --head mlp --weights 100 \
     --out "$OUT/ceiling/medline_mlp_head.json"
 # 7. A query log without judgments: half of each collection's test queries appended as unjudged queries, the
-#    other half scored (results/query_log/, a report section).
-python benchmarks/query_log.py --suite "$SUITE" --out "$OUT/query_log/in_domain.json"
-python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --out "$OUT/query_log/per_task.json"
+#    other half scored (results/query_log/, a report section). Run with the recipe before its BM25 term.
+python benchmarks/query_log.py --suite "$SUITE" --distill-lexical-weight 0 --out "$OUT/query_log/in_domain.json"
+python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --distill-lexical-weight 0 \
+    --out "$OUT/query_log/per_task.json"
 # 8. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--distill-steps", type=int, default=None, help="override the recipe's (a smoke run)")
     parser.add_argument("--distill-lr", type=float, default=None, help="override the recipe's distillation "
                                                                        "learning rate")
+    parser.add_argument("--distill-lexical-weight", type=float, default=None,
+                        help="override the recipe's BM25 weight in the distillation teacher")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     suite = Path(args.suite)
@@ -134,8 +136,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
     # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
     groups = [names] if args.protocol == "in_domain" else [[n] for n in names]
-    alignment = {k: v for k, v in (("distill_steps", args.distill_steps), ("distill_lr", args.distill_lr))
-                 if v is not None}
+    alignment = {k: v for k, v in (("distill_steps", args.distill_steps), ("distill_lr", args.distill_lr),
+                                   ("distill_lexical_weight", args.distill_lexical_weight)) if v is not None}
     over = {"alignment": alignment} if alignment else {}
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
@@ -189,7 +191,8 @@ def render_query_log_section(results_dir: str | os.PathLike) -> str:
         results_dir, "query_log", "A query log without judgments",
         "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; half A's "
         "texts are appended to a copy of the task as unjudged queries (a query log), and every model is scored on "
-        "half B only. Recipe `recommended`.", render)
+        "half B only. Recipe `recommended` without its BM25 term (the recipe as it was when these files were written, "
+        "2026-11-27: `--distill-lexical-weight 0` reproduces them).", render)
 
 if __name__ == "__main__":
     main()

@@ -92,7 +92,9 @@ def test_distilled_stage1_learns_the_fused_ranking_deterministically(tmp_path, c
     from era_hf.model_card import build_model_card
 
     text = build_model_card(tmp_path / "a").text
-    assert "score map distilled from both encoders' fused scores (teacher weight 1, 40 steps, loss" in text
+    # the recipe's teacher: the fused scores and BM25
+    assert "score map distilled from both encoders' fused scores and BM25 (teacher weight 1, lexical weight 1, " \
+           "40 steps, loss" in text
     assert "score-map weight" not in text  # nothing was picked on labels
     again, _ = run([adi], distill_args(tmp_path / "b", cache_dir, distill_steps=40))
     first, second = head_tensors(tmp_path / "a"), head_tensors(tmp_path / "b")
@@ -225,7 +227,7 @@ def test_lexical_teacher_is_each_query_texts_bm25_over_the_ranked_documents(tmp_
     task = load_task(str(write_beir(tmp_path / "synth", n_docs=30, n_queries=12, name="synth")))
     embedder = Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
     sizes = {"distill_docs_per_task": 10, "distill_pseudo_queries": 4}
-    off = distill_args(tmp_path / "off", cache_dir, **sizes)
+    off = distill_args(tmp_path / "off", cache_dir, distill_lexical_weight=0.0, **sizes)
     assert build_distillation_data(prepare_tasks([task], off), embedder, off)[0].lexical is None
     args = distill_args(tmp_path / "on", cache_dir, distill_lexical_weight=1.0, **sizes)
     infos = prepare_tasks([task], args)

@@ -115,7 +115,8 @@ class AlignmentArguments:
     distill_lexical_weight: float = _f(0.0, "distillation teacher (ours): weight of the BM25 score of the query "
                                             "text against each document's text (era_hf.lexical), z-scored per query "
                                             "and multiplied by distill_temperature, so 1 adds the z-score itself to "
-                                            "the teacher's softmax logits; no model and no label (0 = off)")
+                                            "the teacher's softmax logits; no model and no label (0 = off; recipe "
+                                            "recommended: 1)")
     distill_temperature: float = _f(0.05, "distillation: softmax temperature of teacher and student over documents")
     distill_lr: float = _f(1e-3, "distillation: Adam learning rate (recipe recommended: 3e-4)")
     distill_batch_size: int = _f(128, "distillation: queries per step")

@@ -109,21 +109,25 @@ RIDGE_INIT = Recipe(
 
 #: Ours (not the paper): what validation picked on ../shared/data (BENCHMARKS.md). The head is anchored on the
 #: document encoder's own query embedding (the untrained model is the cheap baseline); stage 1 is the closed-form
-#: score-preserving map refined by listwise distillation of the two encoders' fused scores (no labels); stage 2
-#: contrasts every positive with the whole task corpus, stops on validation nDCG@10 and keeps the stage-1 head if no
-#: epoch beats it. Until 2026-11-26 stage 1 picked the map's weight on labels instead and stage 2's patience was 5
-#: (the benchmark row ``rec_no_distill``). The distilled recipe had the higher mean validation nDCG@10 in 7 of the
-#: 8 (protocol, ratio) cells of BENCHMARKS.md (not in_domain r = 0.05), although the old weight pick had seen those
-#: validation queries. Until 2026-11-27 the distillation's learning rate was 1e-3 (row ``rec+distill_lr1e-3``);
-#: 3e-4 scored best on the train and validation queries of heads distilled without them (README).
+#: score-preserving map refined by listwise distillation of the two encoders' fused scores and BM25 (no labels);
+#: stage 2 contrasts every positive with the whole task corpus, stops on validation nDCG@10 and keeps the stage-1
+#: head if no epoch beats it. Until 2026-11-26 stage 1 picked the map's weight on labels instead and stage 2's
+#: patience was 5 (the benchmark row ``rec_no_distill``). The distilled recipe had the higher mean validation
+#: nDCG@10 in 7 of the 8 (protocol, ratio) cells of BENCHMARKS.md (not in_domain r = 0.05), although the old weight
+#: pick had seen those validation queries. Until 2026-11-27 the distillation's learning rate was 1e-3 (row
+#: ``rec+distill_lr1e-3``); 3e-4 scored best on the train and validation queries of heads distilled without them
+#: (README). On the same held-out queries the teacher's BM25 term (alignment.distill_lexical_weight=1) then scored
+#: higher, pooled and per task, on every seed; the recipe has it since 2026-11-27 (row ``rec_no_lexical``: without
+#: it).
 RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "
                 "ridge map that reproduces the query encoder's document scores (alignment.anchored='score'), "
                 "then 300 Adam steps (lr 3e-4) per task of listwise distillation (alignment.distill_steps): the "
                 "head learns to rank each task's documents as the fused scores cheap(q)·cheap(d) + "
-                "strong(q)·strong(d) do, on documents and unlabelled non-test queries (no labels; the strong "
-                "encoder embeds the documents at training time only). When stage 1 aligns on another index than "
+                "strong(q)·strong(d) + the query text's BM25 score (z-scored per query, "
+                "alignment.distill_lexical_weight=1) do, on documents and unlabelled non-test queries (no labels; "
+                "the strong encoder embeds the documents at training time only). When stage 1 aligns on another index than "
                 "the labels' (alignment_tasks, score_weight_guard='auto') it picks the map's weight on the train + "
                 "validation queries among the weights the clarity guard keeps instead. Stage 2 = InfoNCE of every "
                 "positive against all unjudged documents of the task (negatives='corpus', all_positives), AdamW lr "
@@ -131,7 +135,7 @@ RECOMMENDED = Recipe(
                 "(patience 10) with the stage-1 head competing (keep_start), best weights restored.",
     training={"head": "linear", "anchor": True, "head_kwargs": {}},
     alignment={**REFERENCE.alignment, "anchored": "score", "ridge_lambda": "auto", "score_weight_queries": "train_val",
-               "distill_steps": 300, "distill_lr": 3e-4},
+               "distill_steps": 300, "distill_lr": 3e-4, "distill_lexical_weight": 1.0},
     adaptation={**REFERENCE.adaptation, "negatives": "corpus", "all_positives": True, "lr": 1e-4,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "schedule": "constant", "epochs": 100,
                 "early_stopping_metric": "ndcg@10", "early_stopping_patience": 10, "keep_start": True},

@@ -433,9 +433,9 @@ class ERATrainer:
             groups = build_distillation_data(align_infos, embedder, a, device)
             init_info = stage1.distilled_score_init(head, data, groups, al, a.seed)
             record = init_info["distillation"]
-            logger.info("alignment: score map distilled from the fused scores (teacher weight %s, %d steps, "
-                        "loss %.4f -> %.4f, %.1f s)", record["teacher_weight"], record["steps"],
-                        record["loss_first_tenth"], record["loss_last_tenth"], record["seconds"])
+            logger.info("alignment: score map distilled from the fused scores (teacher weight %s, lexical weight %s, "
+                        "%d steps, loss %.4f -> %.4f, %.1f s)", record["teacher_weight"], record["lexical_weight"],
+                        record["steps"], record["loss_first_tenth"], record["loss_last_tenth"], record["seconds"])
         elif config.anchor and al.anchored == "score":
             with self._threads(device, max(config.query_dim, config.document_dim) <= 1024):
                 with_train = al.score_weight_queries == "train_val" and a.mode != "alignment_only"

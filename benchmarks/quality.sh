@@ -62,9 +62,8 @@ python benchmarks/strong_ceiling.py --task "$SUITE/medline" --out "$OUT/ceiling/
 python benchmarks/strong_ceiling.py --task "$SUITE/medline" --head mlp --weights 100 \
     --out "$OUT/ceiling/medline_mlp_head.json"
 # 7. A query log without judgments: half of each collection's test queries appended as unjudged queries, the
-#    other half scored (results/query_log/, a report section). Run with the recipe before its BM25 term.
-python benchmarks/query_log.py --suite "$SUITE" --distill-lexical-weight 0 --out "$OUT/query_log/in_domain.json"
-python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --distill-lexical-weight 0 \
-    --out "$OUT/query_log/per_task.json"
+#    other half scored (results/query_log/, a report section).
+python benchmarks/query_log.py --suite "$SUITE" --out "$OUT/query_log/in_domain.json"
+python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --out "$OUT/query_log/per_task.json"
 # 8. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -191,8 +191,7 @@ def render_query_log_section(results_dir: str | os.PathLike) -> str:
         results_dir, "query_log", "A query log without judgments",
         "`benchmarks/query_log.py` (module docstring): each collection's test queries are cut in two halves; half A's "
         "texts are appended to a copy of the task as unjudged queries (a query log), and every model is scored on "
-        "half B only. Recipe `recommended` without its BM25 term (the recipe as it was when these files were written, "
-        "2026-11-27: `--distill-lexical-weight 0` reproduces them).", render)
+        "half B only. Recipe `recommended`.", render)
 
 if __name__ == "__main__":
     main()

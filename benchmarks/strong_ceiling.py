@@ -2,7 +2,8 @@
 
 Goal 2 of the quality issue asks the adapter, on the frozen cheap index, to match the query encoder run on
 its own re-encoded corpus. This script measures how far the adapter gets by imitating that encoder in the
-most favourable setting there is: the anchored linear head of recipe ``recommended`` is distilled from its
+most favourable setting there is: the anchored head of recipe ``recommended`` (linear; ``--head`` another type) is
+distilled from its
 score map (the package's own :func:`era_hf.training.alignment.distilled_score_init`) toward the fused scores
 ``cheap(q)·cheap(d) + W · strong(q)·strong(d)`` for several teacher weights ``W`` (large ``W``: the query
 encoder's own ranking), with every document and EVERY judged query of the task as unlabelled queries, test
@@ -90,8 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     from era_hf.training.alignment import distilled_score_init
     from era_hf.training.arguments import AlignmentArguments
     from era_hf.training.data import DistillationGroup
-    from era_hf.heads import build_head
+    from era_hf.heads import HEADS, build_head
 
+    if args.head not in HEADS:  # a clear line before any embedding is loaded
+        parser.error(f"--head {args.head!r}: expected one of {', '.join(HEADS)}")
     task = load_task(args.task)
     pair = EncoderPair(args.query_encoder, args.document_encoder)
     split = task.split(0.2, 42)
@@ -147,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         run.results["weights"][f"{w:g}"] = {"teacher": ndcg(teacher), "head_mean": float(np.mean(heads)),
                                             "head_per_seed": heads, "test_only_head_mean": float(np.mean(alone)),
                                             "test_only_head_per_seed": alone, "free_vectors": free}
-    run.results["settings"] = {"head": args.head, "steps": args.steps, "seeds": args.seeds, "temperature": base.distill_temperature,
-                               "lr": base.distill_lr, "batch_size": base.distill_batch_size,
+    run.results["settings"] = {"head": args.head, "steps": args.steps, "seeds": args.seeds,
+                               "temperature": base.distill_temperature, "lr": base.distill_lr, "batch_size": base.distill_batch_size,
                                "free_vector_steps": FREE_STEPS, "free_vector_lr": FREE_LR}
     run.write()
     r = run.results
@@ -186,7 +189,8 @@ def render_ceiling_section(results_dir: str | os.PathLike) -> str:
 
     return records_section(
         results_dir, "ceiling", "Imitating the query encoder: how far a head on the cheap index gets",
-        "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored linear head, distilled "
+        "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored head (the type each file "
+        "names), distilled "
         "toward `cheap·cheap + W · strong·strong` with every document and every judged query of the task as "
         "unlabelled queries, the test queries included (the most favourable setting), then scored on the test "
         "queries. Large W: the query encoder's own ranking. Where shown, two probes say why a gap remains: the same "

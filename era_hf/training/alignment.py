@@ -233,8 +233,9 @@ def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> f
 
 
 def _score_map(head: torch.nn.Module, data: Any, args: AlignmentArguments) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge), shape (query dim, document dim), on the
-    head's device: ``project(x) = x Mᵀ`` is written into the head's linear part (:func:`set_linear_part`)."""
+    """``Mᵀ`` for the raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge): shape (query dim, document dim),
+    on the head's device, so that ``project(x) = x Mᵀ`` once written into the head's linear part
+    (:func:`set_linear_part`)."""
     x, y, xe, ye = (t.detach() for t in (data.x_train, data.y_train, data.x_eval, data.y_eval))
     m, _, info = ridge_fit(y, x, ye, xe, args.ridge_lambda, args.ridge_grid, args.loss, args.smooth_l1_beta)
     return m.float().T.to(next(head.parameters()).device), info

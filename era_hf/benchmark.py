@@ -279,14 +279,18 @@ class BenchmarkConfig:
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``["adaptation.epochs=3", "head=mlp"]`` -> ``{"adaptation.epochs": 3, "head": "mlp"}`` (values as JSON,
-    else strings; ``none``/``null`` = None)."""
+    else strings; ``none``/``null`` = None, except for a plain ``str`` field, where ``none`` is a value such as
+    ``alignment.score_weight_guard=none`` or ``query_format=none``)."""
     from dataclasses import fields
 
     from .training.arguments import AdaptationArguments, AlignmentArguments, TrainingArguments
 
-    known = {f.name for f in fields(TrainingArguments)} - {"alignment", "adaptation"}
+    types = {f.name: f.type for f in fields(TrainingArguments)}  # annotations are strings (postponed)
+    known = set(types) - {"alignment", "adaptation"}
     phases = {"alignment": {f.name for f in fields(AlignmentArguments)},
               "adaptation": {f.name for f in fields(AdaptationArguments)}}
+    types |= {f"{p}.{f.name}": f.type for p, cls in (("alignment", AlignmentArguments),
+                                                      ("adaptation", AdaptationArguments)) for f in fields(cls)}
     out: dict[str, Any] = {}
     for item in items:
         key, eq, text = item.partition("=")
@@ -302,7 +306,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise ERAError(f"--set {key}: unknown training field; known: {', '.join(sorted(known))}")
         text = text.strip()
         if text.lower() in ("none", "null"):
-            value: Any = None
+            value: Any = "none" if types[key] == "str" else None
         else:
             try:
                 value = json.loads(text)

@@ -173,6 +173,9 @@ def test_set_overrides_and_bad_input(tmp_path):
 
     assert parse_set(["adaptation.epochs=3", "alignment.lr=0.01", "head=mlp", "adaptation.early-stopping-patience=none"]) \
         == {"adaptation.epochs": 3, "alignment.lr": 0.01, "head": "mlp", "adaptation.early_stopping_patience": None}
+    # a plain str field keeps "none" as its value (None would fail its validation)
+    assert parse_set(["alignment.score_weight_guard=none", "query_format=None"]) \
+        == {"alignment.score_weight_guard": "none", "query_format": "none"}
     for bad in (["adaptation.nope=1"], ["epochs"], ["nope=1"]):
         with pytest.raises(ERAError):
             parse_set(bad)

@@ -185,6 +185,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "unlabelled non-test queries instead of picking a guarded weight (score_weight_guard=none), "
                     "stage 2 on the other collections' labels, without the BM25 term; leave-one-out only",
                     align_on_test=True),
+    BenchmarkMethod("rec_index+distill_lexical", "recommended", "both", {"alignment.score_weight_guard": "none"},
+                    "OURS: rec_index+distill with the recipe's teacher since 2026-11-27 (fused scores and BM25, "
+                    "alignment.distill_lexical_weight=1); leave-one-out only",
+                    align_on_test=True),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both",
                     {**NO_DISTILL, "alignment.score_weight_guard": "none"},
                     "OURS: rec_no_distill with stage 1 on the held-out collection and without the clarity guard: "

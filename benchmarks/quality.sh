@@ -65,5 +65,12 @@ python benchmarks/strong_ceiling.py --task "$SUITE/medline" --head mlp --weights
 #    other half scored (results/query_log/, a report section).
 python benchmarks/query_log.py --suite "$SUITE" --out "$OUT/query_log/in_domain.json"
 python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --out "$OUT/query_log/per_task.json"
-# 8. The report (tables, significance, plots) from the result files.
+# 8. The recipe's stage-1 settings against the alternatives, on the judged non-test queries that stage 1 never
+#    read (the package's validation is biased for them; results/stage1_selection/, a report section).
+for p in in_domain per_task; do
+    python benchmarks/stage1_selection.py --suite "$SUITE" --protocols "$p" --out "$OUT/stage1_selection/$p.json" \
+        --config recipe --config no_lexical:alignment.distill_lexical_weight=0 \
+        --config lr1e-3:alignment.distill_lr=0.001
+done
+# 9. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -480,7 +480,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
 #: (the guard as it resolves in the run: 'none' where it does nothing).
 _LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignment.score_weight_margin_se": 0.0,
                                   "adaptation.distill_weight": 0.0, "alignment.distill_lexical_weight": 0.0,
-                                  "unlabelled_queries": []}
+                                  "unlabelled_queries": [], "alignment.distill_judged_queries": True}
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:

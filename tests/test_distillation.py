@@ -61,6 +61,31 @@ def test_data_has_the_sampled_documents_pseudo_queries_and_non_test_queries(tmp_
     assert np.allclose(group.queries[4:].numpy(), queries)
 
 
+def test_without_judged_queries_the_distillation_ranks_documents_and_unjudged_queries_only(tmp_path, cache_dir):
+    import json
+
+    from era_hf.cache import EmbeddingCache
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks import load_task
+    from era_hf.training.data import Embedder, build_distillation_data, prepare_tasks
+
+    folder = write_beir(tmp_path / "synth", n_docs=30, n_queries=12, name="synth")
+    with open(folder / "queries.jsonl", "a") as f:  # a query log: texts without judgments
+        f.writelines(json.dumps({"_id": f"log{i}", "text": f"logged question {i} about lift"}) + "\n" for i in range(3))
+    task = load_task(str(folder))
+    embedder = Embedder(EncoderPair(MPNET, MINILM, cache=EmbeddingCache(cache_dir)))
+    groups = {}
+    for judged in (True, False):
+        args = distill_args(tmp_path / "out", cache_dir, distill_docs_per_task=10, distill_pseudo_queries=4,
+                            distill_judged_queries=judged)
+        (groups[judged],) = build_distillation_data(prepare_tasks([task], args), embedder, args)
+    non_test_judged = [q for q in task.judged_query_ids() if q not in set(task.split(0.2, 42).test)]
+    assert non_test_judged and groups[True].n_queries == 4 + len(non_test_judged) + 3
+    assert groups[False].n_queries == 4 + 3  # the pseudo-queries and the log, in the same order as before
+    assert torch.equal(groups[False].queries[:4], groups[True].queries[:4])
+    assert np.allclose(groups[False].queries[4:].numpy(), embedder.queries(task, ["log0", "log1", "log2"], "query"))
+
+
 def test_distilling_over_a_whole_large_corpus_warns_and_names_the_cap(tmp_path, cache_dir, monkeypatch):
     import warnings
 

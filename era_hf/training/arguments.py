@@ -121,6 +121,11 @@ class AlignmentArguments:
     distill_lr: float = _f(1e-3, "distillation: Adam learning rate (recipe recommended: 3e-4)")
     distill_batch_size: int = _f(128, "distillation: queries per step")
     distill_pseudo_queries: int = _f(2000, "distillation: documents per task that also serve as queries")
+    distill_judged_queries: bool = _f(True, "distillation: also rank the texts of the tasks' judged queries outside "
+                                            "the test split (train and validation; never their labels). False: "
+                                            "documents and unjudged queries (a query log) only, so those judged "
+                                            "queries stay unseen by stage 1 and can score its settings without bias "
+                                            "(benchmarks/stage1_selection.py)")
     distill_docs_per_task: int = _f(0, "distillation: documents per task the teacher and the head rank (a sample of "
                                        "sample_seed; 0 = all, which embeds the whole corpus with the query encoder "
                                        "once, at training time only)")

@@ -316,7 +316,8 @@ LARGE_DISTILLATION_CORPUS = 50_000
 def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args: TrainingArguments,
                             device: torch.device | str = "cpu") -> list[DistillationGroup]:
     """Per task: ``distill_docs_per_task`` documents (all when 0) to rank, the first ``distill_pseudo_queries`` of
-    them (in ``sample_seed`` order) as queries, plus the task's non-test query texts (no labels read)."""
+    them (in ``sample_seed`` order) as queries, plus the task's non-test query texts (no labels read; only the
+    unjudged ones with ``distill_judged_queries=False``)."""
     a = args.alignment
     t = lambda arr: torch.from_numpy(np.array(arr)).to(device)  # noqa: E731  (a copy: cache entries are read-only)
     groups = []
@@ -332,6 +333,9 @@ def build_distillation_data(infos: Sequence[TaskInfo], embedder: Embedder, args:
         docs_strong = query_side_documents(info, embedder, rows).astype(np.float32, copy=False)
         as_query = np.searchsorted(rows, np.asarray(sample[:a.distill_pseudo_queries], dtype=np.int64))
         qids = non_test_query_ids(info, args)
+        if not a.distill_judged_queries:
+            judged = set(info.task.judged_query_ids())
+            qids = [q for q in qids if q not in judged]
         queries, anchors = [docs_strong[as_query]], [docs[as_query]]
         if qids:
             queries.append(np.asarray(embedder.queries(info.task, qids, "query"), dtype=np.float32))

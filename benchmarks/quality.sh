@@ -15,15 +15,16 @@ MPNET=sentence-transformers/all-mpnet-base-v2
 MINILM=sentence-transformers/all-MiniLM-L6-v2
 COMMON=(--suite "$SUITE" --out "$OUT" --query-encoder "$MPNET" --document-encoder "$MINILM")
 OPTIONS=(ref+in_batch_negatives ref+all_positives ref+resample_negatives ref+early_stopping_ndcg10 ref+anchor_penalty)
-# 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours (the recommended recipe, the recipe
-#    before its BM25 term, before its distillation learning rate and before its distilled stage 1, stage 1 alone,
-#    stage 2's earlier patience), each option of ours.
+# 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours (the recommended recipe, with the teacher
+#    weights stage1_selection.py preferred, before its BM25 term, before its distillation learning rate and before
+#    its distilled stage 1, stage 1 alone, stage 2's earlier patience), each option of ours.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 \
-    --methods doc query fusion era_reference label_only alignment_only era_recommended rec_no_lexical \
+    --methods doc query fusion era_reference label_only alignment_only era_recommended rec+teacher_w2 rec_no_lexical \
     rec+distill_lr1e-3 rec_no_distill distill_only rec+patience5 label_only_fair era_ridge_init "${OPTIONS[@]}"
 # 2. one adapter per index (per_task) at every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference label_only_fair
+    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
+    label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods distill_only
 # 2a. stage 2 with the distillation loss as a second term, both protocols, every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
@@ -38,19 +39,19 @@ era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.
     --methods rec+one_se
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
-    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference label_only \
-    label_only_fair
+    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
+    label_only label_only_fair
 # 3b. each option of ours at the other ratios.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill rec_index+distill \
-    rec_index+distill_lexical rec_index+no_guard rec+one_se alignment_only label_only label_only_fair
+    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill \
+    rec_index+distill rec_index+distill_lexical rec_index+no_guard rec+one_se alignment_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \
     --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended \
-    rec_no_lexical rec+distill_lr1e-3 rec_no_distill
+    rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill
 # 6. How far the head gets by imitating the query encoder on medline, where that encoder is far ahead of the
 #    cheap one (test queries distilled on too: the most favourable setting; results/ceiling/, a report section).
 #    Its first two lines were run while the recipe's distillation learning rate was 1e-3, hence --lr 1e-3; the
@@ -65,12 +66,29 @@ python benchmarks/strong_ceiling.py --task "$SUITE/medline" --head mlp --weights
 #    other half scored (results/query_log/, a report section).
 python benchmarks/query_log.py --suite "$SUITE" --out "$OUT/query_log/in_domain.json"
 python benchmarks/query_log.py --suite "$SUITE" --protocol per_task --out "$OUT/query_log/per_task.json"
-# 8. The recipe's stage-1 settings against the alternatives, on the judged non-test queries that stage 1 never
-#    read (the package's validation is biased for them; results/stage1_selection/, a report section).
+# 8. Stage-1 settings compared on the judged non-test queries that stage 1 never read (the package's validation is
+#    biased for them; results/stage1_selection/, a report section). W1 pins the recipe's teacher weights (1 and 1),
+#    so that "recipe" stays the recipe these files measured if it changes; strong2_lexical2 is row rec+teacher_w2.
+#    The lexical_weight files were written to a scratch folder first, as their command says, then moved.
+W1="alignment.distill_teacher_weight=1,alignment.distill_lexical_weight=1"
 for p in in_domain per_task; do
     python benchmarks/stage1_selection.py --suite "$SUITE" --protocols "$p" --out "$OUT/stage1_selection/$p.json" \
-        --config recipe --config no_lexical:alignment.distill_lexical_weight=0 \
-        --config lr1e-3:alignment.distill_lr=0.001
+        --config "recipe:$W1" --config "no_lexical:$W1,alignment.distill_lexical_weight=0" \
+        --config "lr1e-3:$W1,alignment.distill_lr=0.001"
+    python benchmarks/stage1_selection.py --suite "$SUITE" --protocols "$p" \
+        --out "$OUT/stage1_selection/lexical_weight_$p.json" --config "recipe:$W1" \
+        --config "lexical0.5:$W1,alignment.distill_lexical_weight=0.5" \
+        --config "lexical2:$W1,alignment.distill_lexical_weight=2"
+    python benchmarks/stage1_selection.py --suite "$SUITE" --protocols "$p" \
+        --out "$OUT/stage1_selection/steps_teacher_$p.json" --config "recipe:$W1" \
+        --config "steps600:$W1,alignment.distill_steps=600" \
+        --config "strong0.5:$W1,alignment.distill_teacher_weight=0.5" \
+        --config "strong2:$W1,alignment.distill_teacher_weight=2"
+    python benchmarks/stage1_selection.py --suite "$SUITE" --protocols "$p" \
+        --out "$OUT/stage1_selection/teacher_weight_$p.json" --config "recipe:$W1" \
+        --config "strong3:$W1,alignment.distill_teacher_weight=3" \
+        --config "strong4:$W1,alignment.distill_teacher_weight=4" \
+        --config "strong2_lexical2:alignment.distill_teacher_weight=2,alignment.distill_lexical_weight=2"
 done
 # 9. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -38,6 +38,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env  # noqa: E402
 
+#: The stage-1 settings each file records per configuration, as the recipe resolved them when it ran (short names).
+RESOLVED = (("alignment.distill_teacher_weight", "strong-encoder weight"), ("alignment.distill_lexical_weight",
+            "BM25 weight"), ("alignment.distill_lr", "lr"), ("alignment.distill_steps", "steps"),
+            ("alignment.distill_temperature", "temperature"))
 #: Fields a configuration may not set: the protocol fixes them.
 FIXED = ("mode", "seed", "label_ratio", "split_seed", "alignment.distill_judged_queries", "tasks",
          "alignment_tasks", "output_dir")
@@ -132,6 +136,11 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
                    "baselines": {b: with_macro(score(Baseline(b), names)) for b in ("doc", "fusion")},
                    "protocols": {}}
     method = get_method("distill_only")  # recipe recommended, stage 1 only
+    run.results["resolved"] = {}
+    for name, overrides in configs.items():
+        flat = training_arguments(method, pair=pair, ratio=args.label_ratio, seed=0, overrides=overrides,
+                                  output_dir=str(work)).flat()
+        run.results["resolved"][name] = {key: flat[key] for key, _ in RESOLVED}
     for protocol in args.protocols:
         groups = [names] if protocol == "in_domain" else [[n] for n in names]
         rows = run.results["protocols"][protocol] = {}
@@ -158,12 +167,17 @@ def render_stage1_selection_section(results_dir: str | os.PathLike) -> str:
     def render(path: Path, rec: dict) -> list[str]:
         r = rec["results"]
         names = r["tasks"]
-        configs = ", ".join(f"`{c}`" + (" (" + ", ".join(f"`{k}={v}`" for k, v in o.items()) + ")" if o else
-                                        " (the recipe as it is)") for c, o in r["configs"].items())
+        def settings(name: str) -> str:
+            resolved = r.get("resolved", {}).get(name, {})
+            return ", ".join(f"{short} {resolved[key]:g}" for key, short in RESOLVED if key in resolved)
+
+        configs = "; ".join(f"`{c}`" + (" (" + ", ".join(f"`{k}={v}`" for k, v in o.items()) + ")" if o else
+                                        " (the recipe at the time)") + f": {settings(c)}"
+                            for c, o in r["configs"].items())
         out = [f"### `{path.name}`", "",
                "Scored queries (judged, outside the test split, never read by stage 1): "
                + ", ".join(f"{n} {r['n_scored'][n]}" for n in names)
-               + f". Configurations: {configs}; seeds {', '.join(map(str, r['seeds']))}; {provenance(rec)}", "",
+               + f". Configurations: {configs}. Seeds {', '.join(map(str, r['seeds']))}; {provenance(rec)}", "",
                "| nDCG@10 | " + " | ".join(names) + " | **macro** | vs the first |",
                "|:---|" + "---:|" * (len(names) + 2)]
         for b, v in r["baselines"].items():

@@ -152,6 +152,12 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("rec_no_lexical", "recommended", "both", NO_LEXICAL,
                     "OURS: recipe `recommended` as it was on 2026-11-27 before the BM25 term: stage 1's teacher is the "
                     "two encoders' fused scores alone (alignment.distill_lexical_weight=0)"),
+    BenchmarkMethod("rec+teacher_w2", "recommended", "both",
+                    {"alignment.distill_teacher_weight": 2.0, "alignment.distill_lexical_weight": 2.0},
+                    "OURS: era_recommended whose stage-1 teacher weighs the strong encoder 2 and BM25 2 "
+                    "(alignment.distill_teacher_weight=2, distill_lexical_weight=2): the best of the weights tried "
+                    "by benchmarks/stage1_selection.py, not adopted (lower on the test queries in 7 of 8 cells, in "
+                    "leave-one-out and on the demo's task; README)"),
     BenchmarkMethod("rec+distill_lr1e-3", "recommended", "both", {**NO_LEXICAL, "alignment.distill_lr": 1e-3},
                     "OURS: recipe `recommended` as it was until 2026-11-27: stage 1's distillation takes Adam steps "
                     "of 1e-3 (alignment.distill_lr, the first value tried) instead of 3e-4, without the BM25 term"),
@@ -168,8 +174,8 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "part, then the distillation and stage 2 train both"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
                     "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
-                    "distillation of the two encoders' fused scores (documents and unlabelled non-test queries as "
-                    "queries); one run per seed, the same at every ratio"),
+                    "distillation of the two encoders' fused scores and BM25 (documents and unlabelled non-test "
+                    "queries as queries); one run per seed, the same at every ratio"),
     BenchmarkMethod("rec+clarity_guard", "recommended", "both",
                     {**NO_DISTILL, "alignment.score_weight_guard": "clarity"},
                     "OURS: rec_no_distill whose score-map weight may only be one under which the searched "

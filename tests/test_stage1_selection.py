@@ -59,6 +59,7 @@ def test_run_scores_unseen_non_test_queries_and_renders_a_section(script, shared
     assert rows["short"][0]["adi"] != rows["shorter"][0]["adi"]  # the configuration reached the trainer
     section = script.render_stage1_selection_section(tmp_path / "results")
     assert "### `adi.json`" in section and f"adi {len(scored)}" in section
+    assert r["resolved"]["shorter"]["alignment.distill_steps"] == 5 and "steps 5, temperature 0.05" in section
     assert f"| per_task, `short` (seeds {rows['short'][0]['macro']:.4f}) |" in section
     diff = rows["shorter"][0]["macro"] - rows["short"][0]["macro"]
     assert f"{diff:+.4f}, higher on {int(diff > 0)} of 1 seeds" in section

@@ -114,6 +114,23 @@ def records_section(results_dir: str | os.PathLike, folder: str, heading: str, i
     return "\n".join(out)
 
 
+def suite_folders(parser: argparse.ArgumentParser, suite: str, tasks: Sequence[str] | None) -> list[str]:
+    """The task folders of ``suite`` (``tasks``, or every folder holding a corpus.jsonl); a missing suite or task
+    is refused by ``parser`` (one line, exit 2)."""
+    root = Path(suite)
+    if not root.is_dir():
+        parser.error(f"--suite {suite}: not a directory")
+    missing = [n for n in tasks or [] if not (root / n / "corpus.jsonl").is_file()]
+    if missing:
+        parser.error(f"--tasks: no task folder (with corpus.jsonl) named {', '.join(missing)} in {suite}")
+    return list(tasks or sorted(p.name for p in root.iterdir() if (p / "corpus.jsonl").exists()))
+
+
+def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
+    """``per_task`` plus its unweighted mean over tasks under ``"macro"``."""
+    return {**per_task, "macro": sum(per_task.values()) / len(per_task)}
+
+
 def provenance(record: dict[str, Any]) -> str:
     """How and when a result file was made: its command, date and wall time."""
     return f"`{record['command']}`, {record['date']}, {record['wall_seconds'] / 60:.1f} min."

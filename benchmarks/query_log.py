@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env  # noqa: E402
+from _common import (MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env,  # noqa: E402
+                     suite_folders, with_macro)
 
 LOG_PREFIX = "log-"
 HALVES_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
@@ -86,12 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override the recipe's BM25 weight in the distillation teacher")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    suite = Path(args.suite)
-    if not suite.is_dir():
-        parser.error(f"--suite {args.suite}: not a directory")
-    missing = [n for n in args.tasks or [] if not (suite / n / "corpus.jsonl").is_file()]
-    if missing:
-        parser.error(f"--tasks: no task folder (with corpus.jsonl) named {', '.join(missing)} in {args.suite}")
+    args.tasks = suite_folders(parser, args.suite, args.tasks)
     setup_env()
     set_threads(args.threads)
 
@@ -108,9 +104,8 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     from era_hf.training import ERATrainer, TrainingArguments
 
     suite = Path(args.suite)
-    folders = args.tasks or sorted(p.name for p in suite.iterdir() if (p / "corpus.jsonl").exists())
     originals, logged, log, scored = {}, {}, {}, {}  # by task name (a meta.json may name it unlike its folder)
-    for folder in folders:
+    for folder in args.tasks:
         task = load_task(str(suite / folder))
         test = list(task.split(args.label_ratio, SPLIT_SEED).test)
         log[task.name], scored[task.name] = halves(test)
@@ -130,9 +125,6 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             pq = dict(zip(r["per_query"]["query_ids"], r["per_query"]["ndcg@10"]))
             out[name] = float(np.mean([pq[q] for q in scored[name]]))
         return out
-
-    def with_macro(out: dict[str, float]) -> dict[str, float]:
-        return {**out, "macro": float(np.mean(list(out.values())))}
 
     # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
     groups = [names] if args.protocol == "in_domain" else [[n] for n in names]

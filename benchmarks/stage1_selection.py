@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env  # noqa: E402
+from _common import (MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env,  # noqa: E402
+                     suite_folders, with_macro)
 
 #: The stage-1 settings each file records per configuration, as the recipe resolved them when it ran (short names).
 RESOLVED = (("alignment.distill_teacher_weight", "strong-encoder weight"), ("alignment.distill_lexical_weight",
@@ -84,12 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label-ratio", type=float, default=0.2, help="only decides the test split's complement")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    suite = Path(args.suite)
-    if not suite.is_dir():
-        parser.error(f"--suite {args.suite}: not a directory")
-    missing = [n for n in args.tasks or [] if not (suite / n / "corpus.jsonl").is_file()]
-    if missing:
-        parser.error(f"--tasks: no task folder (with corpus.jsonl) named {', '.join(missing)} in {args.suite}")
+    args.tasks = suite_folders(parser, args.suite, args.tasks)
     setup_env()
     from era_hf.errors import ERAError
 
@@ -113,8 +109,7 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
     from era_hf.training import ERATrainer
 
     suite = Path(args.suite)
-    folders = args.tasks or sorted(p.name for p in suite.iterdir() if (p / "corpus.jsonl").exists())
-    tasks = {t.name: t for t in (load_task(str(suite / f)) for f in folders)}
+    tasks = {t.name: t for t in (load_task(str(suite / f)) for f in args.tasks)}
     queries = {n: scored_queries(t, args.label_ratio) for n, t in tasks.items()}
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
@@ -125,9 +120,6 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
                                   method.corpus_embeddings(pair, tasks[n]), tasks[n].document_ids())
             out[n] = float(np.mean(retrieval_metrics(queries[n], ranked, tasks[n].qrels)["ndcg@10"]))
         return out
-
-    def with_macro(out: dict[str, float]) -> dict[str, float]:
-        return {**out, "macro": float(np.mean(list(out.values())))}
 
     names = list(tasks)
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
@@ -167,6 +159,7 @@ def render_stage1_selection_section(results_dir: str | os.PathLike) -> str:
     def render(path: Path, rec: dict) -> list[str]:
         r = rec["results"]
         names = r["tasks"]
+
         def settings(name: str) -> str:
             resolved = r.get("resolved", {}).get(name, {})
             return ", ".join(f"{short} {resolved[key]:g}" for key, short in RESOLVED if key in resolved)

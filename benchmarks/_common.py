@@ -131,6 +131,20 @@ def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
     return {**per_task, "macro": sum(per_task.values()) / len(per_task)}
 
 
+def train_and_score(protocol: str, tasks: Mapping[str, Any], make_args: Callable[[list[str]], Any],
+                    score: Callable[[Any, list[str]], dict[str, float]]) -> dict[str, float]:
+    """Train one adapter for all ``tasks`` (``in_domain``) or one per task (``per_task``, as ERA is deployed), each
+    with ``make_args(group of task names)``; ``score(model, group)`` gives its tasks' values. Returns every task's
+    value and their macro mean (:func:`with_macro`)."""
+    from era_hf.training import ERATrainer
+
+    names = list(tasks)
+    values: dict[str, float] = {}
+    for group in [names] if protocol == "in_domain" else [[n] for n in names]:
+        values.update(score(ERATrainer(None, [tasks[n] for n in group], make_args(group)).train(), group))
+    return with_macro(values)
+
+
 def provenance(record: dict[str, Any]) -> str:
     """How and when a result file was made: its command, date and wall time."""
     return f"`{record['command']}`, {record['date']}, {record['wall_seconds'] / 60:.1f} min."

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env,  # noqa: E402
-                     suite_folders, with_macro)
+                     suite_folders, train_and_score, with_macro)
 
 LOG_PREFIX = "log-"
 HALVES_SEED = 123  # which test queries play the log (half A) and which are scored (half B)
@@ -101,7 +101,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
     from era_hf.evaluation import evaluate_suite
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
-    from era_hf.training import ERATrainer, TrainingArguments
+    from era_hf.training import TrainingArguments
 
     suite = Path(args.suite)
     originals, logged, log, scored = {}, {}, {}, {}  # by task name (a meta.json may name it unlike its folder)
@@ -126,8 +126,6 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
             out[name] = float(np.mean([pq[q] for q in scored[name]]))
         return out
 
-    # in_domain: one adapter for all tasks; per_task: one adapter per task (index), as ERA is deployed
-    groups = [names] if args.protocol == "in_domain" else [[n] for n in names]
     alignment = {k: v for k, v in (("distill_steps", args.distill_steps), ("distill_lr", args.distill_lr),
                                    ("distill_lexical_weight", args.distill_lexical_weight)) if v is not None}
     over = {"alignment": alignment} if alignment else {}
@@ -142,14 +140,13 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
         rows = run.results["modes"][mode] = {"without_log": [], "with_log": []}
         for seed in args.seeds:
             for key, tasks in (("without_log", originals), ("with_log", logged)):
-                values: dict[str, float] = {}
-                for group in groups:
-                    targs = TrainingArguments.from_recipe(
+                def make_args(group: list[str]) -> TrainingArguments:
+                    return TrainingArguments.from_recipe(
                         "recommended", output_dir=str(work / f"{mode}-{key}-{seed}-{'+'.join(group)}"),
                         query_encoder=args.query_encoder, document_encoder=args.document_encoder, mode=mode,
                         label_ratio=args.label_ratio, seed=seed, quiet=True, plot=False, **over)
-                    values.update(half_b(ERATrainer(None, [tasks[n] for n in group], targs).train(), group))
-                rows[key].append(with_macro(values))
+
+                rows[key].append(train_and_score(args.protocol, tasks, make_args, half_b))
                 print(f"{mode} seed {seed} {key}: half-B nDCG@10 {rows[key][-1]['macro']:.4f}", flush=True)
     run.write()
     return run.record

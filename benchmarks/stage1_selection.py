@@ -32,12 +32,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env,  # noqa: E402
-                     suite_folders, with_macro)
+                     suite_folders, train_and_score, with_macro)
 
 #: The stage-1 settings each file records per configuration, as the recipe resolved them when it ran (short names).
 RESOLVED = (("alignment.distill_teacher_weight", "strong-encoder weight"), ("alignment.distill_lexical_weight",
@@ -54,7 +55,8 @@ def parse_config(text: str) -> tuple[str, dict]:
 
     name, _, rest = text.partition(":")
     if not name.strip():
-        raise ValueError(f"--config {text!r}: give a name, e.g. recipe or no_lexical:alignment.distill_lexical_weight=0")
+        raise ValueError(f"--config {text!r}: give a name, e.g. recipe or "
+                         "no_lexical:alignment.distill_lexical_weight=0")
     overrides = parse_set([item for item in rest.split(",") if item.strip()]) if rest.strip() else {}
     fixed = sorted(set(overrides) & set(FIXED))
     if fixed:
@@ -106,7 +108,6 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
     from era_hf.metrics import retrieval_metrics
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
-    from era_hf.training import ERATrainer
 
     suite = Path(args.suite)
     tasks = {t.name: t for t in (load_task(str(suite / f)) for f in args.tasks)}
@@ -134,20 +135,18 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
                                   output_dir=str(work)).flat()
         run.results["resolved"][name] = {key: flat[key] for key, _ in RESOLVED}
     for protocol in args.protocols:
-        groups = [names] if protocol == "in_domain" else [[n] for n in names]
         rows = run.results["protocols"][protocol] = {}
         for name, overrides in configs.items():
             rows[name] = []
             for seed in args.seeds:
-                values: dict[str, float] = {}
-                for group in groups:
-                    targs = training_arguments(
+                def make_args(group: list[str]) -> Any:
+                    return training_arguments(
                         method, pair=pair, ratio=args.label_ratio, seed=seed,
                         overrides={**overrides, "alignment.distill_judged_queries": False},
                         output_dir=str(work / f"{protocol}-{name}-{seed}-{'+'.join(group)}"))
-                    model = ERATrainer(None, [tasks[n] for n in group], targs).train()
-                    values.update(score(ERAMethod(model), group))
-                rows[name].append(with_macro(values))
+
+                rows[name].append(train_and_score(protocol, tasks, make_args,
+                                                  lambda model, group: score(ERAMethod(model), group)))
                 print(f"{protocol} {name} seed {seed}: nDCG@10 {rows[name][-1]['macro']:.4f}", flush=True)
     run.write()
     return run.record

@@ -2,13 +2,12 @@
 
 Goal 2 of the quality issue asks the adapter, on the frozen cheap index, to match the query encoder run on
 its own re-encoded corpus. This script measures how far the adapter gets by imitating that encoder in the
-most favourable setting there is: the anchored head of recipe ``recommended`` (linear; ``--head`` another type) is
-distilled from its
-score map (the package's own :func:`era_hf.training.alignment.distilled_score_init`) toward the fused scores
-``cheap(q)·cheap(d) + W · strong(q)·strong(d)`` for several teacher weights ``W`` (large ``W``: the query
-encoder's own ranking), with every document and EVERY judged query of the task as unlabelled queries, test
-queries included (transductive: the test queries' rankings are the very thing it learns). Then it scores
-the test queries. If even here the head stays well below the query encoder zero-shot, imitating it cannot
+most favourable setting there is: the anchored head of recipe ``recommended`` (linear; ``--head`` another
+type) is distilled from its score map (the package's own :func:`era_hf.training.alignment.distilled_score_init`)
+toward the fused scores ``cheap(q)·cheap(d) + W · strong(q)·strong(d)`` for several teacher weights ``W`` (large
+``W``: the query encoder's own ranking), with every document and EVERY judged query of the task as unlabelled
+queries, test queries included (transductive: the test queries' rankings are the very thing it learns). Then it
+scores the test queries. If even here the head stays well below the query encoder zero-shot, imitating it cannot
 close the gap; labels could still (with as few as this task's training queries), which this does not test.
 
 Two probes tell where such a gap comes from, per teacher weight:
@@ -151,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
                                             "head_per_seed": heads, "test_only_head_mean": float(np.mean(alone)),
                                             "test_only_head_per_seed": alone, "free_vectors": free}
     run.results["settings"] = {"head": args.head, "steps": args.steps, "seeds": args.seeds,
-                               "temperature": base.distill_temperature, "lr": base.distill_lr, "batch_size": base.distill_batch_size,
+                               "temperature": base.distill_temperature, "lr": base.distill_lr,
+                               "batch_size": base.distill_batch_size,
                                "free_vector_steps": FREE_STEPS, "free_vector_lr": FREE_LR}
     run.write()
     r = run.results
@@ -190,13 +190,12 @@ def render_ceiling_section(results_dir: str | os.PathLike) -> str:
     return records_section(
         results_dir, "ceiling", "Imitating the query encoder: how far a head on the cheap index gets",
         "`benchmarks/strong_ceiling.py` (module docstring): the recommended recipe's anchored head (the type each file "
-        "names), distilled "
-        "toward `cheap·cheap + W · strong·strong` with every document and every judged query of the task as "
-        "unlabelled queries, the test queries included (the most favourable setting), then scored on the test "
-        "queries. Large W: the query encoder's own ranking. Where shown, two probes say why a gap remains: the same "
-        "head distilled on the test queries alone (without documents as queries), and a free vector per test query "
-        "fitted alone to its teacher ranking (how closely the frozen index can reproduce that ranking, nothing "
-        "shared between queries).", render)
+        "names), distilled toward `cheap·cheap + W · strong·strong` with every document and every judged query of "
+        "the task as unlabelled queries, the test queries included (the most favourable setting), then scored on the "
+        "test queries. Large W: the query encoder's own ranking. Where shown, two probes say why a gap remains: the "
+        "same head distilled on the test queries alone (without documents as queries), and a free vector per test "
+        "query fitted alone to its teacher ranking (how closely the frozen index can reproduce that ranking, "
+        "nothing shared between queries).", render)
 
 if __name__ == "__main__":
     main()

@@ -287,7 +287,8 @@ def test_a_heavy_lexical_teacher_pulls_the_head_toward_bm25s_ranking(tmp_path, c
                                                  distill_lexical_weight=lexical_weight))
         assert trainer.log["stages"]["alignment"]["init"]["distillation"]["lexical_weight"] == lexical_weight
         card = build_model_card(out).text
-        assert ("fused scores and BM25 (teacher weight 1, lexical weight 20, 40 steps" in card) == bool(lexical_weight), card
+        said = "fused scores and BM25 (teacher weight 1, lexical weight 20, 40 steps" in card
+        assert said == bool(lexical_weight), card
         with torch.inference_mode():
             top = torch.from_numpy(np.asarray(model.adapt(x, anchor)) @ docs.T).topk(3, dim=1).indices
         return float(np.mean([len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top, bm25_top)]))

@@ -129,8 +129,8 @@ RECOMMENDED = Recipe(
                 "alignment.distill_lexical_weight=1) do, on documents and unlabelled non-test queries (no labels; "
                 "the strong encoder embeds the documents at training time only). When stage 1 aligns on another "
                 "index than the labels' (alignment_tasks, score_weight_guard='auto') it picks the map's weight on "
-                "the train + validation queries among the weights the clarity guard keeps instead. Stage 2 = InfoNCE of every "
-                "positive against all unjudged documents of the task (negatives='corpus', all_positives), AdamW lr "
+                "the train + validation queries among the weights the clarity guard keeps instead. Stage 2 = InfoNCE of "
+                "every positive against all unjudged documents of the task (negatives='corpus', all_positives), AdamW lr "
                 "1e-4 without weight decay or schedule, <= 100 epochs, early stopping on validation nDCG@10 "
                 "(patience 10) with the stage-1 head competing (keep_start), best weights restored.",
     training={"head": "linear", "anchor": True, "head_kwargs": {}},

@@ -86,7 +86,7 @@ ANCHOR_PENALTY_WEIGHT = 1.0
 QUICK_OVERRIDES = {"alignment.epochs": 2, "adaptation.epochs": 3}
 #: Run-level fields a ``--set`` may not change: the benchmark itself sets them per run (or they fix the
 #: encoder pair, which has its own flags).
-_RESERVED = {"tasks", "output_dir", "query_encoder", "document_encoder", "query_encoder_revision",
+RESERVED = {"tasks", "output_dir", "query_encoder", "document_encoder", "query_encoder_revision",
              "document_encoder_revision", "query_pooling", "document_pooling", "query_format",
              "document_query_format", "query_max_length", "document_max_length", "mode", "label_ratio", "seed",
              "split_seed", "recipe", "resume", "overwrite", "stop_after", "cache_dir"}
@@ -282,7 +282,7 @@ class BenchmarkConfig:
                 raise ERAError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
         for key in self.global_overrides():
             _, dot, _ = key.partition(".")
-            if not dot and key in _RESERVED:
+            if not dot and key in RESERVED:
                 raise ERAError(f"--set {key}=... is not allowed: the benchmark sets {key} itself "
                                "(encoder settings have their own flags)")
 
@@ -448,9 +448,11 @@ def _make_pair(query_encoder: str, document_encoder: str, cfg: BenchmarkConfig, 
 
 
 def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | None, seed: int,
-                       overrides: Mapping[str, Any], output_dir: str, cpu: bool = False, quiet: bool = True) -> Any:
+                       overrides: Mapping[str, Any], output_dir: str, cpu: bool = False, quiet: bool = True,
+                       split_seed: int = SPLIT_SEED) -> Any:
     """The :class:`~era_hf.training.TrainingArguments` of one run: recipe <- method overrides <- ``overrides``
-    (``--set`` / ``--quick``); raises ERAError when the recipe does not exist."""
+    (``--set`` / ``--quick``); raises ERAError when the recipe does not exist. ``split_seed`` is the benchmark's
+    (:data:`SPLIT_SEED`) except in ``benchmarks/split_sensitivity.py``, which measures other splits."""
     from .training.recipes import get_recipe
 
     recipe = get_recipe(method.recipe)
@@ -469,7 +471,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
     args = recipe.arguments(
         alignment=phases["alignment"], adaptation=phases["adaptation"],
         **{**run, "mode": method.mode, "label_ratio": ratio if ratio is not None else 0.2, "seed": seed,
-           "split_seed": SPLIT_SEED, "query_encoder": pair.query_encoder_id,
+           "split_seed": split_seed, "query_encoder": pair.query_encoder_id,
            "document_encoder": pair.document_encoder_id, "query_encoder_revision": q["requested_revision"],
            "document_encoder_revision": d["requested_revision"], "output_dir": output_dir, "plot": False,
            "quiet": quiet, "cpu": cpu})

@@ -1,0 +1,112 @@
+"""benchmarks/split_sensitivity.py: the benchmark's comparisons repeated on other test splits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from era_hf.cache import EmbeddingCache
+from era_hf.metrics import retrieval_metrics
+from era_hf.task_embeddings import EncoderPair
+from era_hf.tasks import load_task
+from tests.conftest import MINILM, MPNET, load_benchmark_script
+
+FAST = ["--set", "alignment.distill_steps=5", "--set", "adaptation.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_benchmark_script("split_sensitivity")
+
+
+def _per_query_ndcg(pair: EncoderPair, task, side: str) -> dict[str, float]:
+    """A zero-shot baseline's nDCG@10 per judged query, ranked here with plain numpy."""
+    judged = task.judged_query_ids()
+    scores = pair.queries(task, judged, side=side) @ pair.corpus(task, side=side).T
+    ids = task.document_ids()
+    ranked = [[ids[i] for i in np.argsort(-row, kind="stable")[:100]] for row in scores]
+    return dict(zip(judged, retrieval_metrics(judged, ranked, task.qrels)["ndcg@10"]))
+
+
+def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(script, shared_data, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "results" / "split_sensitivity"
+    record = script.main(["--suite", str(shared_data), "--tasks", "adi", "--out", str(folder / "a.json"),
+                          "--split-seeds", "42", "7", "--seeds", "0", "--protocols", "per_task",
+                          "--zero-shot-splits", "6", *FAST])
+    assert json.loads((folder / "a.json").read_text())["results"] == record["results"]
+    r = record["results"]
+    assert r["overrides"] == {"alignment.distill_steps": 5, "adaptation.epochs": 2}
+
+    adi = load_task(str(shared_data / "adi"))
+    pair = EncoderPair(MPNET, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
+    doc, query = _per_query_ndcg(pair, adi, "document"), _per_query_ndcg(pair, adi, "query")
+
+    def gap(ids) -> float:
+        return float(np.mean([query[q] - doc[q] for q in ids]))
+
+    zs = r["zero_shot"]["tasks"]["adi"]
+    gaps = [gap(adi.split(0.2, s).test) for s in range(6)]
+    assert zs["benchmark_split"] == pytest.approx(gap(adi.split(0.2, 42).test), abs=1e-6)
+    assert zs["all_judged"] == pytest.approx(gap(adi.judged_query_ids()), abs=1e-6)
+    assert zs["mean"] == pytest.approx(np.mean(gaps), abs=1e-6)
+    assert zs["share_query_higher"] == pytest.approx(np.mean(np.array(gaps) > 0))
+
+    for seed in (42, 7):
+        test = adi.split(0.2, seed).test
+        entry = r["splits"][str(seed)]
+        assert entry["n_test"] == {"adi": len(test)}
+        assert entry["doc"]["adi"] == pytest.approx(np.mean([doc[q] for q in test]), abs=1e-6)
+        assert entry["query"]["macro"] == pytest.approx(np.mean([query[q] for q in test]), abs=1e-6)
+        assert len(entry["protocols"]["per_task"]) == 1 and 0 < entry["protocols"]["per_task"][0]["adi"] <= 1
+    assert set(adi.split(0.2, 7).test) != set(adi.split(0.2, 42).test)  # the splits differ, so the rows can
+
+    # a second file: another split seed of the same configuration joins its table; other overrides get their own
+    other = json.loads((folder / "a.json").read_text())
+    other["results"]["splits"] = {"9": other["results"]["splits"]["7"]}
+    (folder / "b.json").write_text(json.dumps(other))
+    other["results"]["overrides"] = {"alignment.distill_steps": 6}
+    (folder / "c.json").write_text(json.dumps(other))
+    section = script.render_split_sensitivity_section(tmp_path / "results")
+    assert section.startswith("## How much the verdicts depend on the test split")
+    assert "`a.json`" in section and "`b.json`" in section and "**Zero-shot, 6 random splits**" in section
+    assert f"| adi | {zs['all_judged']:+.4f} | {zs['mean']:+.4f} ± {zs['sd']:.4f} |" in section
+    fast = "**`era_recommended`, `adaptation.epochs=2`, `alignment.distill_steps=5`, per_task, r = 0.2**"
+    table = section[section.index(fast):section.index("`alignment.distill_steps=6`")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 42", "| 7", "| 9"]  # the benchmark's split first
+    e42 = r["splits"]["42"]
+    era = e42["protocols"]["per_task"][0]["adi"]
+    assert rows[0].startswith(f"| 42 | 1 | {e42['doc']['macro']:.4f} | {e42['query']['macro']:.4f} | {era:.4f} | "
+                              f"{era - e42['doc']['adi']:+.4f} |")
+    assert "| mean of 3 |" in table and "| splits ≥ 0 |" in table
+    assert script.render_split_sensitivity_section(tmp_path / "nothing") == ""
+
+
+def test_the_split_seed_reaches_the_training_arguments(shared_data, tmp_path):
+    from era_hf.benchmark import SPLIT_SEED, get_method, training_arguments
+
+    pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
+    method = get_method("era_recommended")
+    kwargs = dict(pair=pair, ratio=0.2, seed=0, overrides={}, output_dir=str(tmp_path))
+    assert training_arguments(method, **kwargs).split_seed == SPLIT_SEED == 42
+    assert training_arguments(method, **kwargs, split_seed=7).split_seed == 7
+
+
+def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, shared_data, tmp_path, capsys):
+    suite = ["--suite", str(shared_data)]
+    for argv, said in (([*suite, "--split-seeds", "1", "1"], "unique"),
+                       ([*suite, "--zero-shot-splits", "0"], "at least 1"),
+                       ([*suite, "--method", "nope"], "--method: unknown benchmark method 'nope'"),
+                       ([*suite, "--method", "alignment_only"], "trained on labels"),
+                       ([*suite, "--method", "era_recommended_index"], "without --alignment-tasks"),
+                       ([*suite, "--set", "split_seed=3"], "split_seed: fixed by this benchmark"),
+                       ([*suite, "--set", "alignment.nope=1"], "unknown field"),
+                       (["--suite", str(tmp_path / "nope")], "--suite")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main([*argv, "--out", str(tmp_path / "out.json")])
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

@@ -133,15 +133,22 @@ def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
 
 def train_and_score(protocol: str, tasks: Mapping[str, Any], make_args: Callable[[list[str]], Any],
                     score: Callable[[Any, list[str]], dict[str, float]]) -> dict[str, float]:
-    """Train one adapter for all ``tasks`` (``in_domain``) or one per task (``per_task``, as ERA is deployed), each
-    with ``make_args(group of task names)``; ``score(model, group)`` gives its tasks' values. Returns every task's
-    value and their macro mean (:func:`with_macro`)."""
+    """Train one adapter for all ``tasks`` (``in_domain``), one per task (``per_task``, as ERA is deployed) or one per
+    task on all the others (``leave_one_out``), each with ``make_args(training task names)``; ``score(model,
+    scored task names)`` gives the scored tasks' values. Returns every task's value and their macro mean
+    (:func:`with_macro`)."""
     from era_hf.training import ERATrainer
 
     names = list(tasks)
+    if protocol == "in_domain":
+        runs = [(names, names)]
+    elif protocol == "per_task":
+        runs = [([n], [n]) for n in names]
+    else:
+        runs = [([m for m in names if m != n], [n]) for n in names]
     values: dict[str, float] = {}
-    for group in [names] if protocol == "in_domain" else [[n] for n in names]:
-        values.update(score(ERATrainer(None, [tasks[n] for n in group], make_args(group)).train(), group))
+    for trained_on, scored in runs:
+        values.update(score(ERATrainer(None, [tasks[n] for n in trained_on], make_args(trained_on)).train(), scored))
     return with_macro(values)
 
 

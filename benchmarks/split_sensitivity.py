@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="override a training field, as `era-hf benchmark --set` (recorded)")
     parser.add_argument("--query-encoder", default=MPNET)
     parser.add_argument("--document-encoder", default=MINILM)
-    parser.add_argument("--protocols", nargs="+", default=["in_domain"], choices=["in_domain", "per_task"])
+    parser.add_argument("--protocols", nargs="+", default=["in_domain"],
+                        choices=["in_domain", "per_task", "leave_one_out"],
+                        help="leave_one_out: each task scored by an adapter trained on all the others (its ratio is "
+                             "--label-ratio)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--label-ratio", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=None)

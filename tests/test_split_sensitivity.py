@@ -110,3 +110,39 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, sh
             script.main([*argv, "--out", str(tmp_path / "out.json")])
         assert exit_info.value.code == 2 and said in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_leave_one_out_trains_on_the_other_tasks_and_scores_the_held_out_one(script, shared_data, tmp_path,
+                                                                            monkeypatch):
+    """``_common.train_and_score``'s leave_one_out, the protocol split_sensitivity.py adds to in_domain / per_task."""
+    import shutil
+
+    from era_hf.benchmark import get_method, parse_set, training_arguments
+    from era_hf.evaluation import ERAMethod, evaluate_suite
+
+    monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
+
+    tasks = {}
+    for name in ("adi", "adi_b"):  # two collections: adi, and a copy of it under another name and domain
+        shutil.copytree(shared_data / "adi", tmp_path / name)
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        (tmp_path / name / "meta.json").write_text(json.dumps({**meta, "name": name, "domain": f"domain {name}"}))
+        tasks[name] = load_task(str(tmp_path / name))
+    pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
+    method, overrides = get_method("era_recommended"), parse_set(FAST[1::2])
+    runs = []
+
+    def make_args(trained_on: list[str]):
+        runs.append(trained_on)
+        return training_arguments(method, pair=pair, ratio=0.2, seed=0, overrides=overrides,
+                                  output_dir=str(tmp_path / "out" / "+".join(trained_on)))
+
+    def score(model, scored: list[str]) -> dict[str, float]:
+        runs[-1] = (runs[-1], scored)
+        ev = evaluate_suite(ERAMethod(model), [tasks[n] for n in scored], pair)
+        return {n: ev["tasks"][n]["metrics"]["ndcg@10"] for n in scored}
+
+    values = script.train_and_score("leave_one_out", tasks, make_args, score)
+    assert runs == [(["adi_b"], ["adi"]), (["adi"], ["adi_b"])]
+    assert set(values) == {"adi", "adi_b", "macro"}
+    assert values["macro"] == pytest.approx((values["adi"] + values["adi_b"]) / 2)

@@ -132,11 +132,13 @@ def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
 
 
 def train_and_score(protocol: str, tasks: Mapping[str, Any], make_args: Callable[[list[str]], Any],
-                    score: Callable[[Any, list[str]], dict[str, float]]) -> dict[str, float]:
+                    score: Callable[[Any, list[str]], dict[str, float]], align_on_scored: bool = False
+                    ) -> dict[str, float]:
     """Train one adapter for all ``tasks`` (``in_domain``), one per task (``per_task``, as ERA is deployed) or one per
     task on all the others (``leave_one_out``), each with ``make_args(training task names)``; ``score(model,
-    scored task names)`` gives the scored tasks' values. Returns every task's value and their macro mean
-    (:func:`with_macro`)."""
+    scored task names)`` gives the scored tasks' values. ``align_on_scored``: stage 1 also aligns on the scored
+    tasks' documents (``alignment_tasks``, a benchmark method's ``align_on_test``). Returns every task's value and
+    their macro mean (:func:`with_macro`)."""
     from era_hf.training import ERATrainer
 
     names = list(tasks)
@@ -148,7 +150,9 @@ def train_and_score(protocol: str, tasks: Mapping[str, Any], make_args: Callable
         runs = [([m for m in names if m != n], [n]) for n in names]
     values: dict[str, float] = {}
     for trained_on, scored in runs:
-        values.update(score(ERATrainer(None, [tasks[n] for n in trained_on], make_args(trained_on)).train(), scored))
+        trainer = ERATrainer(None, [tasks[n] for n in trained_on], make_args(trained_on),
+                             alignment_tasks=[tasks[n] for n in scored] if align_on_scored else ())
+        values.update(score(trainer.train(), scored))
     return with_macro(values)
 
 

@@ -82,8 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     reserved = sorted(k for k in args.overrides if k in RESERVED)
     if reserved:
         parser.error(f"--set {', '.join(reserved)}: fixed by this benchmark")
-    if not method.uses_labels or method.align_on_test:
-        parser.error(f"--method {args.method}: give a method trained on labels without --alignment-tasks")
+    if not method.uses_labels:
+        parser.error(f"--method {args.method}: give a method trained on labels")
+    if method.align_on_test and args.protocols != ["leave_one_out"]:
+        parser.error(f"--method {args.method} aligns on the held-out task: run it with --protocols leave_one_out "
+                     "alone (as era-hf benchmark does)")
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="era-split-sensitivity-") as work:
         return _measure(args, method, Path(work))
@@ -152,7 +155,8 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
                                               overrides=args.overrides, output_dir=str(folder), split_seed=split_seed)
 
                 rows.append(train_and_score(protocol, tasks, make_args,
-                                            lambda model, group: score(model, group, split_seed)))
+                                            lambda model, group: score(model, group, split_seed),
+                                            align_on_scored=method.align_on_test))
                 print(f"split {split_seed} | {protocol} | seed {seed}: {method.name} {rows[-1]['macro']:.4f}, "
                       f"doc {entry['doc']['macro']:.4f}", flush=True)
     run.write()
@@ -162,7 +166,8 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
 # ---------------------------------------------------------------------- BENCHMARKS.md section
 def _merged(results_dir: Path) -> tuple[list[dict], dict[tuple, dict]]:
     """The records under ``results_dir/split_sensitivity`` and their trained splits keyed by (method, its overrides,
-    label ratio, encoders, split seed); a split two files both hold is taken from the first by file name."""
+    label ratio, encoders, split seed), each with the protocols of every file that holds it (a protocol two files
+    both hold for a split is taken from the first by file name)."""
     records, splits = [], {}
     for path in sorted((results_dir / FOLDER).glob("*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +177,9 @@ def _merged(results_dir: Path) -> tuple[list[dict], dict[tuple, dict]]:
         key = (r["method"], json.dumps(r["overrides"], sort_keys=True), r["label_ratio"], r["encoders"]["query"],
                r["encoders"]["document"])
         for seed, entry in r["splits"].items():
-            splits.setdefault((*key, int(seed)), {**entry, "_file": path.name, "_tasks": r["tasks"]})
+            merged = splits.setdefault((*key, int(seed)), {**entry, "protocols": {}})
+            for protocol, rows in entry["protocols"].items():
+                merged["protocols"].setdefault(protocol, rows)
     return records, splits
 
 

@@ -70,12 +70,19 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
     (folder / "b.json").write_text(json.dumps(other))
     other["results"]["overrides"] = {"alignment.distill_steps": 6}
     (folder / "c.json").write_text(json.dumps(other))
+    # a third: split 42 of the same configuration in another protocol joins that split's row of its own table
+    other = json.loads((folder / "a.json").read_text())
+    split42 = other["results"]["splits"]["42"]
+    split42["protocols"] = {"in_domain": split42["protocols"]["per_task"]}
+    (folder / "d.json").write_text(json.dumps(other))
     section = script.render_split_sensitivity_section(tmp_path / "results")
     assert section.startswith("## How much the verdicts depend on the test split")
     assert "`a.json`" in section and "`b.json`" in section and "**Zero-shot, 6 random splits**" in section
     assert f"| adi | {zs['all_judged']:+.4f} | {zs['mean']:+.4f} ± {zs['sd']:.4f} |" in section
-    fast = "**`era_recommended`, `adaptation.epochs=2`, `alignment.distill_steps=5`, per_task, r = 0.2**"
-    table = section[section.index(fast):section.index("`alignment.distill_steps=6`")]
+    fast = "**`era_recommended`, `adaptation.epochs=2`, `alignment.distill_steps=5`, {}, r = 0.2**"
+    in_domain = section[section.index(fast.format("in_domain")):section.index(fast.format("per_task"))]
+    assert [line.split(" | ")[0] for line in in_domain.splitlines() if line[2:3].isdigit()] == ["| 42"]
+    table = section[section.index(fast.format("per_task")):section.index("`alignment.distill_steps=6`")]
     rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split(" | ")[0] for row in rows] == ["| 42", "| 7", "| 9"]  # the benchmark's split first
     e42 = r["splits"]["42"]
@@ -102,7 +109,7 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, sh
                        ([*suite, "--zero-shot-splits", "0"], "at least 1"),
                        ([*suite, "--method", "nope"], "--method: unknown benchmark method 'nope'"),
                        ([*suite, "--method", "alignment_only"], "trained on labels"),
-                       ([*suite, "--method", "era_recommended_index"], "without --alignment-tasks"),
+                       ([*suite, "--method", "era_recommended_index"], "--protocols leave_one_out alone"),
                        ([*suite, "--set", "split_seed=3"], "split_seed: fixed by this benchmark"),
                        ([*suite, "--set", "alignment.nope=1"], "unknown field"),
                        (["--suite", str(tmp_path / "nope")], "--suite")):

@@ -91,7 +91,8 @@ for p in in_domain per_task; do
         --config "strong2_lexical2:alignment.distill_teacher_weight=2,alignment.distill_lexical_weight=2"
 done
 # 9. The same comparisons on other test splits (results/split_sensitivity/, a report section). Each protocol's split
-#    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed.
+#    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed,
+#    also era_recommended_index (stage 1 on the held-out collection's documents).
 split_halves() {  # PROTOCOL NAME [more arguments]
     python benchmarks/split_sensitivity.py --suite "$SUITE" --protocols "$1" --split-seeds 42 0 1 --threads 1 \
         --out "$OUT/split_sensitivity/$2_a.json" "${@:3}" &
@@ -103,5 +104,6 @@ split_halves() {  # PROTOCOL NAME [more arguments]
 split_halves in_domain in_domain
 split_halves per_task per_task
 split_halves leave_one_out leave_one_out --seeds 0
+split_halves leave_one_out leave_one_out_index --seeds 0 --method era_recommended_index
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -9,8 +9,10 @@ measures it two ways:
   test half of ``--zero-shot-splits`` random splits (seeds 0..N-1, per-query values computed once), with the
   benchmark split's rank among them. No training.
 * **trained, a few splits**: a benchmark method (``--method``, default ``era_recommended``) trained and scored
-  exactly as ``era-hf benchmark`` does (``--protocols``, ``--label-ratio``, training ``--seeds``), once per split
-  seed of ``--split-seeds``; ``doc`` and ``query`` on the same test queries.
+  exactly as ``era-hf benchmark`` does (``--protocols`` in_domain / per_task / leave_one_out, ``--label-ratio``,
+  training ``--seeds``), once per split seed of ``--split-seeds``; ``doc`` and ``query`` on the same test queries.
+  On split 42 it reproduces the benchmark's result files. A method that aligns on the held-out collection
+  (``era_recommended_index``) runs in leave_one_out only, as in the benchmark.
 
 Writes ``OUT`` (JSON: command, environment, per split seed the per-task nDCG@10 of ``doc``, ``query`` and the
 method per protocol and seed). Files under ``results/split_sensitivity/`` are merged into one section of

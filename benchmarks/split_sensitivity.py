@@ -244,6 +244,8 @@ def _trained_table(label: str, ratio: float, protocol: str, by_seed: dict[int, d
     n = len(by_seed)
     out.append(f"| mean of {n} | | | | | " + " | ".join(f"**{np.mean(gaps_doc[c]):+.4f}**" for c in cols) + " | "
                + " | ".join(f"**{np.mean(gaps_query[c]):+.4f}**" for c in cols) + " |")
+    out.append(f"| worst of {n} | | | | | " + " | ".join(f"{min(gaps_doc[c]):+.4f}" for c in cols) + " | "
+               + " | ".join(f"{min(gaps_query[c]):+.4f}" for c in cols) + " |")
     out.append(f"| splits ≥ 0 | | | | | " + " | ".join(f"{sum(g >= 0 for g in gaps_doc[c])} of {n}" for c in cols)
                + " | " + " | ".join(f"{sum(g >= 0 for g in gaps_query[c])} of {n}" for c in cols) + " |")
     return out

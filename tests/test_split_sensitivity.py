@@ -90,6 +90,8 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
     assert rows[0].startswith(f"| 42 | 1 | {e42['doc']['macro']:.4f} | {e42['query']['macro']:.4f} | {era:.4f} | "
                               f"{era - e42['doc']['adi']:+.4f} |")
     assert "| mean of 3 |" in table and "| splits ≥ 0 |" in table
+    gaps = [e["protocols"]["per_task"][0]["adi"] - e["doc"]["adi"] for e in (r["splits"]["7"], e42)]
+    assert f"| worst of 3 | | | | | {min(gaps):+.4f} |" in table
     assert script.render_split_sensitivity_section(tmp_path / "nothing") == ""
 
 

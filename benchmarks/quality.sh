@@ -46,7 +46,8 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
     --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill \
-    rec_index+distill rec_index+distill_lexical rec_index+no_guard rec+one_se alignment_only label_only label_only_fair
+    rec_index+distill rec_index+distill_lexical rec_index+no_guard rec+one_se alignment_only distill_only label_only \
+    label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \

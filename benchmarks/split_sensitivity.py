@@ -195,9 +195,9 @@ def render_split_sensitivity_section(results_dir: str | os.PathLike) -> str:
     out = ["## How much the verdicts depend on the test split", "",
            "`benchmarks/split_sensitivity.py` (module docstring). The benchmark scores every method on one split per "
            f"collection (split seed {first['benchmark_split_seed']}, the last 50% of the shuffled judged queries). "
-           "Here the same comparisons are made on other splits. Files: "
-           + "; ".join(f"`{rec['_file']}` (`{rec['command']}`, {rec['date']}, {rec['wall_seconds'] / 60:.1f} min)"
-                       for rec in records) + ".", ""]
+           "Here the same comparisons are made on other splits. Files:", "",
+           *(f"- `{rec['_file']}`: `{rec['command']}`, {rec['date']}, {rec['wall_seconds'] / 60:.1f} min"
+             for rec in records), ""]
     zs = first["zero_shot"]
     out += [f"**Zero-shot, {zs['n_splits']} random splits** (`{first['encoders']['query']}` on both sides minus "
             f"`{first['encoders']['document']}` on both sides, mean test nDCG@10; no training):", "",

@@ -77,7 +77,7 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
     (folder / "d.json").write_text(json.dumps(other))
     section = script.render_split_sensitivity_section(tmp_path / "results")
     assert section.startswith("## How much the verdicts depend on the test split")
-    assert "`a.json`" in section and "`b.json`" in section and "**Zero-shot, 6 random splits**" in section
+    assert "- `a.json`: `" in section and "- `b.json`: `" in section and "**Zero-shot, 6 random splits**" in section
     assert f"| adi | {zs['all_judged']:+.4f} | {zs['mean']:+.4f} ± {zs['sd']:.4f} |" in section
     fast = "**`era_recommended`, `adaptation.epochs=2`, `alignment.distill_steps=5`, {}, r = 0.2**"
     in_domain = section[section.index(fast.format("in_domain")):section.index(fast.format("per_task"))]

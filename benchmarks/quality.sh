@@ -93,7 +93,7 @@ for p in in_domain per_task; do
 done
 # 9. The same comparisons on other test splits (results/split_sensitivity/, a report section). Each protocol's split
 #    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed,
-#    also era_recommended_index (stage 1 on the held-out collection's documents).
+#    also era_recommended_index (stage 1 on the held-out collection's documents) and rec_index+distill_lexical.
 split_halves() {  # PROTOCOL NAME [more arguments]
     python benchmarks/split_sensitivity.py --suite "$SUITE" --protocols "$1" --split-seeds 42 0 1 --threads 1 \
         --out "$OUT/split_sensitivity/$2_a.json" "${@:3}" &
@@ -106,5 +106,6 @@ split_halves in_domain in_domain
 split_halves per_task per_task
 split_halves leave_one_out leave_one_out --seeds 0
 split_halves leave_one_out leave_one_out_index --seeds 0 --method era_recommended_index
+split_halves leave_one_out leave_one_out_index_distill --seeds 0 --method rec_index+distill_lexical
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -131,6 +131,17 @@ def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
     return {**per_task, "macro": sum(per_task.values()) / len(per_task)}
 
 
+def ndcg_per_query(method: Any, pair: Any, task: Any, query_ids: Sequence[str]) -> list[float]:
+    """nDCG@10 of each of ``query_ids`` when ``method`` (an :mod:`era_hf.evaluation` method: a baseline or an
+    ``ERAMethod``) searches ``task``'s whole corpus exactly."""
+    from era_hf.evaluation import search_exact
+    from era_hf.metrics import retrieval_metrics
+
+    ranked = search_exact(method.query_embeddings(pair, task, query_ids), method.corpus_embeddings(pair, task),
+                          task.document_ids())
+    return [float(v) for v in retrieval_metrics(list(query_ids), ranked, task.qrels)["ndcg@10"]]
+
+
 def train_and_score(protocol: str, tasks: Mapping[str, Any], make_args: Callable[[list[str]], Any],
                     score: Callable[[Any, list[str]], dict[str, float]], align_on_scored: bool = False
                     ) -> dict[str, float]:

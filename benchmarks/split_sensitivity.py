@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MINILM, MPNET, Run, set_threads, setup_env, suite_folders, train_and_score, with_macro  # noqa: E402
+from _common import (MINILM, MPNET, Run, ndcg_per_query, set_threads, setup_env, suite_folders,  # noqa: E402
+                     train_and_score, with_macro)
 
 FOLDER = "split_sensitivity"
 NDCG = "ndcg@10"
@@ -111,8 +112,7 @@ def zero_shot_splits(per_query: dict[str, dict[str, float]], task: Any, n_splits
 
 def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
     from era_hf.benchmark import SPLIT_SEED, training_arguments
-    from era_hf.evaluation import Baseline, ERAMethod, evaluate_suite, search_exact
-    from era_hf.metrics import retrieval_metrics
+    from era_hf.evaluation import Baseline, ERAMethod, evaluate_suite
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
 
@@ -121,17 +121,19 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
     names = list(tasks)
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
-    def per_query(baseline: str, task: Any) -> dict[str, float]:
-        judged = task.judged_query_ids()
-        b = Baseline(baseline)
-        ranked = search_exact(b.query_embeddings(pair, task, judged), b.corpus_embeddings(pair, task),
-                              task.document_ids())
-        return dict(zip(judged, map(float, retrieval_metrics(judged, ranked, task.qrels)[NDCG])))
+    # the zero-shot baselines' nDCG@10 per judged query, computed once: every split's test queries are among them
+    zero_shot = {n: {b: dict(zip(t.judged_query_ids(), ndcg_per_query(Baseline(b), pair, t, t.judged_query_ids())))
+                     for b in ("doc", "query")} for n, t in tasks.items()}
 
-    def score(model_or_baseline: Any, group: list[str], split_seed: int) -> dict[str, float]:
-        """nDCG@10 per task of ``group`` on the test queries of split ``split_seed``."""
-        scored = model_or_baseline if isinstance(model_or_baseline, str) else ERAMethod(model_or_baseline)
-        ev = evaluate_suite(scored, [tasks[n] for n in group], pair, label_ratio=args.label_ratio, seed=split_seed)
+    def baseline(name: str, split_seed: int) -> dict[str, float]:
+        """A zero-shot baseline's nDCG@10 per task on the test queries of split ``split_seed``."""
+        return {n: float(np.mean([zero_shot[n][name][q] for q in t.split(args.label_ratio, split_seed).test]))
+                for n, t in tasks.items()}
+
+    def score(model: Any, group: list[str], split_seed: int) -> dict[str, float]:
+        """A trained model's nDCG@10 per task of ``group`` on the test queries of split ``split_seed``."""
+        ev = evaluate_suite(ERAMethod(model), [tasks[n] for n in group], pair, label_ratio=args.label_ratio,
+                            seed=split_seed)
         return {n: float(ev["tasks"][n]["metrics"][NDCG]) for n in group}
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
@@ -141,13 +143,12 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
                                                                      "document": args.document_encoder},
                    "zero_shot": {"n_splits": args.zero_shot_splits, "tasks": {}}, "splits": {}}
     for n, task in tasks.items():
-        values = {b: per_query(b, task) for b in ("doc", "query")}
-        run.results["zero_shot"]["tasks"][n] = zero_shot_splits(values, task, args.zero_shot_splits,
+        run.results["zero_shot"]["tasks"][n] = zero_shot_splits(zero_shot[n], task, args.zero_shot_splits,
                                                                 args.label_ratio, SPLIT_SEED)
     for split_seed in args.split_seeds:
         entry = run.results["splits"][str(split_seed)] = {
             "n_test": {n: len(t.split(args.label_ratio, split_seed).test) for n, t in tasks.items()},
-            **{b: with_macro(score(b, names, split_seed)) for b in ("doc", "query")}, "protocols": {}}
+            **{b: with_macro(baseline(b, split_seed)) for b in ("doc", "query")}, "protocols": {}}
         for protocol in args.protocols:
             rows = entry["protocols"][protocol] = []
             for seed in args.seeds:

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MINILM, MPNET, Run, provenance, records_section, set_threads, setup_env,  # noqa: E402
-                     suite_folders, train_and_score, with_macro)
+from _common import (MINILM, MPNET, Run, ndcg_per_query, provenance, records_section, set_threads,  # noqa: E402
+                     setup_env, suite_folders, train_and_score, with_macro)
 
 #: The stage-1 settings each file records per configuration, as the recipe resolved them when it ran (short names).
 RESOLVED = (("alignment.distill_teacher_weight", "strong-encoder weight"), ("alignment.distill_lexical_weight",
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> dict:
     from era_hf.benchmark import get_method, training_arguments
-    from era_hf.evaluation import Baseline, ERAMethod, search_exact
-    from era_hf.metrics import retrieval_metrics
+    from era_hf.evaluation import Baseline, ERAMethod
     from era_hf.task_embeddings import EncoderPair
     from era_hf.tasks import load_task
 
@@ -115,12 +114,7 @@ def _measure(args: argparse.Namespace, configs: dict[str, dict], work: Path) -> 
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def score(method, names: list[str]) -> dict[str, float]:
-        out = {}
-        for n in names:
-            ranked = search_exact(method.query_embeddings(pair, tasks[n], queries[n]),
-                                  method.corpus_embeddings(pair, tasks[n]), tasks[n].document_ids())
-            out[n] = float(np.mean(retrieval_metrics(queries[n], ranked, tasks[n].qrels)["ndcg@10"]))
-        return out
+        return {n: float(np.mean(ndcg_per_query(method, pair, tasks[n], queries[n]))) for n in names}
 
     names = list(tasks)
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))

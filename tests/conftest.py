@@ -18,6 +18,19 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def numpy_ndcg_per_query(pair, task, query_ids, side: str) -> dict[str, float]:
+    """A zero-shot baseline's nDCG@10 per query (``side``'s encoder on both sides), ranked with plain numpy: the
+    benchmark scripts' values are checked against it."""
+    import numpy as np
+
+    from era_hf.metrics import retrieval_metrics
+
+    scores = pair.queries(task, query_ids, side=side) @ pair.corpus(task, side=side).T
+    ids = task.document_ids()
+    ranked = [[ids[i] for i in np.argsort(-row, kind="stable")[:100]] for row in scores]
+    return dict(zip(query_ids, retrieval_metrics(list(query_ids), ranked, task.qrels)["ndcg@10"]))
+
+
 def load_benchmark_script(name: str):
     """The module ``benchmarks/<name>.py`` (scripts, not a package: loaded from their file)."""
     import importlib.util

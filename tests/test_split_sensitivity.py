@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from era_hf.cache import EmbeddingCache
-from era_hf.metrics import retrieval_metrics
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
-from tests.conftest import MINILM, MPNET, load_benchmark_script
+from tests.conftest import MINILM, MPNET, load_benchmark_script, numpy_ndcg_per_query
 
 FAST = ["--set", "alignment.distill_steps=5", "--set", "adaptation.epochs=2"]
 
@@ -19,15 +18,6 @@ FAST = ["--set", "alignment.distill_steps=5", "--set", "adaptation.epochs=2"]
 @pytest.fixture(scope="module")
 def script():
     return load_benchmark_script("split_sensitivity")
-
-
-def _per_query_ndcg(pair: EncoderPair, task, side: str) -> dict[str, float]:
-    """A zero-shot baseline's nDCG@10 per judged query, ranked here with plain numpy."""
-    judged = task.judged_query_ids()
-    scores = pair.queries(task, judged, side=side) @ pair.corpus(task, side=side).T
-    ids = task.document_ids()
-    ranked = [[ids[i] for i in np.argsort(-row, kind="stable")[:100]] for row in scores]
-    return dict(zip(judged, retrieval_metrics(judged, ranked, task.qrels)["ndcg@10"]))
 
 
 def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(script, shared_data, tmp_path,
@@ -43,7 +33,8 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
 
     adi = load_task(str(shared_data / "adi"))
     pair = EncoderPair(MPNET, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
-    doc, query = _per_query_ndcg(pair, adi, "document"), _per_query_ndcg(pair, adi, "query")
+    judged = adi.judged_query_ids()
+    doc, query = (numpy_ndcg_per_query(pair, adi, judged, side) for side in ("document", "query"))
 
     def gap(ids) -> float:
         return float(np.mean([query[q] - doc[q] for q in ids]))

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from era_hf.cache import EmbeddingCache
-from era_hf.metrics import retrieval_metrics
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
-from tests.conftest import MINILM, load_benchmark_script
+from tests.conftest import MINILM, load_benchmark_script, numpy_ndcg_per_query
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +49,7 @@ def test_run_scores_unseen_non_test_queries_and_renders_a_section(script, shared
     assert r["n_scored"] == {"adi": len(scored)} and r["configs"]["short"] == {"alignment.distill_steps": 20}
     # the doc baseline on the scored queries, ranked here with plain numpy
     pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
-    scores = pair.queries(adi, scored, side="document") @ pair.corpus(adi, side="document").T
-    ids = adi.document_ids()
-    ranked = [[ids[i] for i in np.argsort(-row, kind="stable")[:100]] for row in scores]
-    doc = float(np.mean(retrieval_metrics(scored, ranked, adi.qrels)["ndcg@10"]))
+    doc = float(np.mean(list(numpy_ndcg_per_query(pair, adi, scored, "document").values())))
     assert r["baselines"]["doc"]["adi"] == pytest.approx(doc, abs=1e-6)
     rows = r["protocols"]["per_task"]
     assert rows["short"][0]["adi"] != rows["shorter"][0]["adi"]  # the configuration reached the trainer

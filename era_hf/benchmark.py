@@ -172,6 +172,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: rec_no_lexical with the residual two-layer head (head=mlp: linear + GELU branch, hidden "
                     "2 × document dim, the branch starting at zero): stage 1 writes the score map into its linear "
                     "part, then the distillation and stage 2 train both"),
+    BenchmarkMethod("rec+shrink", "recommended", "both", {"adaptation.shrink_margin_se": 1.0},
+                    "OURS: era_recommended whose trained correction is then scaled toward the cheap baseline: the "
+                    "smallest scale of adaptation.shrink_scales within one standard error of the best on the "
+                    "labelled validation queries (adaptation.shrink_margin_se=1)"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
                     "OURS, no labels: recipe `recommended`, stage 1 only: the score map refined by listwise "
                     "distillation of the two encoders' fused scores and BM25 (documents and unlabelled non-test "
@@ -499,6 +503,9 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
             flat.pop(key)
+    if args.adaptation.shrink_margin_se is None:  # not shrinking (the fields came later): the scales do nothing
+        for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
+            flat.pop(key, None)
     stage1_distills = distills(args, has_alignment_tasks) and args.mode != "label_only"
     if not stage1_distills and not args.adaptation.distill_weight:  # no distillation: its settings do nothing
         for key in [k for k in flat if k.startswith("alignment.distill_")]:

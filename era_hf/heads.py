@@ -20,12 +20,23 @@ from .errors import ERAError
 class ERAHead(nn.Module):
     """Base class: subclasses implement :meth:`project` (the raw, unnormalised map)."""
 
+    #: names of the parameters / buffers that ``project`` is linear in (its output scales with them)
+    output_tensors: tuple[str, ...] = ()
+
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def scale_projection_(self, factor: float) -> None:
+        """Multiply ``project``'s output by ``factor``, in the weights: with an anchor the head then outputs
+        ``normalize(anchor + factor · project(x))`` (0 = the anchor alone)."""
+        tensors = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        for name in self.output_tensors:
+            tensors[name].mul_(factor)
 
     def forward(self, x: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor:
         y = self.project(x)
@@ -40,6 +51,8 @@ class LinearHead(ERAHead):
     ``zero_init=True`` starts at the zero map (used with an anchor: the untrained model is
     then exactly the anchor, i.e. the cheap baseline).
     """
+
+    output_tensors = ("proj.weight", "proj.bias")
 
     def __init__(self, in_dim: int, out_dim: int, zero_init: bool = False) -> None:
         super().__init__(in_dim, out_dim)
@@ -58,6 +71,8 @@ class LowRankResidualHead(ERAHead):
     ``W0`` starts like a ``Linear`` weight (or at zero with ``zero_init``) and is usually set from a
     closed-form fit; ``B`` starts at zero so the low-rank correction is initially off.
     """
+
+    output_tensors = ("w0", "b", "bias")
 
     def __init__(self, in_dim: int, out_dim: int, rank: int = 16, learn_w0: bool = False,
                  zero_init: bool = False) -> None:
@@ -80,6 +95,8 @@ class LowRankResidualHead(ERAHead):
 
 class MLPHead(ERAHead):
     """Residual two-layer head: ``Linear(x) + W2 · GELU(W1 · x)``; ``W2`` starts at zero."""
+
+    output_tensors = ("linear.weight", "linear.bias", "down.weight", "down.bias")
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, zero_init: bool = False) -> None:
         super().__init__(in_dim, out_dim)

@@ -94,6 +94,9 @@ def _add_field(group: argparse._ArgumentGroup, flags: list[str], f: Any, dest: s
     elif kind == "int|None":
         kw["type"] = _none_or(int)
         kw["metavar"] = "INT|none"
+    elif kind == "float|None":
+        kw["type"] = _none_or(float)
+        kw["metavar"] = "FLOAT|none"
     elif kind == "float|str":
         kw["type"] = _float_or_auto
         kw["metavar"] = "FLOAT|auto"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -232,6 +232,40 @@ def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> f
     return math.sqrt(variance) / len(a)
 
 
+def pick_by_validation(candidates: Sequence[float], per_query: Mapping[float, Sequence[np.ndarray]],
+                       margin_se: float = 0.0, what: str = "weight") -> tuple[float, dict[str, Any]]:
+    """The candidate (a weight of the strong encoder's part, 0 = the cheap baseline) with the best macro
+    validation nDCG@10 (``per_query[c]``: per-task arrays of per-query values; ties: the smaller candidate).
+
+    With ``margin_se = z > 0``: the smallest candidate within ``z`` standard errors (:func:`paired_standard_error`
+    of the best against candidate 0, which ``per_query`` must then hold) of the best, so the cheap baseline stays
+    unless the labels show a gain beyond their noise. Returns it and a record: ``val_ndcg@10`` per candidate,
+    ``margin`` when ``z > 0``, ``gain_over_weight_0`` (gain and standard error) when 0 was scored and another
+    candidate won, and the suffix of ``selected_by`` the margin adds.
+
+    Example:
+        >>> pick_by_validation([0.0, 1.0], {0.0: [np.array([0.5, 0.5])], 1.0: [np.array([0.6, 0.5])]})[0]
+        1.0
+    """
+
+    def macro(c: float) -> float:
+        return float(np.mean([np.mean(v) for v in per_query[c]]))
+
+    scores = {str(c): macro(c) for c in candidates}
+    best = max(candidates, key=lambda c: (scores[str(c)], -c)) if candidates else 0.0
+    out: dict[str, Any] = {"val_ndcg@10": scores, "selected_by": ""}
+    if margin_se and candidates:
+        se = paired_standard_error(per_query[best], per_query[0.0])
+        floor = scores[str(best)] - margin_se * se
+        out["margin"] = {"best": best, "standard_error": se, "margin_se": margin_se}
+        best = min(c for c in candidates if scores[str(c)] >= floor)
+        out["selected_by"] = f", the smallest {what} within {margin_se:g} standard error(s) of the best"
+    if best and 0.0 in per_query:  # how sure the labels are that the pick beats the cheap baseline
+        out["gain_over_weight_0"] = {"gain": scores[str(best)] - macro(0.0),
+                                     "standard_error": paired_standard_error(per_query[best], per_query[0.0])}
+    return best, out
+
+
 def _score_map(head: torch.nn.Module, data: Any, args: AlignmentArguments) -> tuple[torch.Tensor, dict[str, Any]]:
     """``Mᵀ`` for the raw score-preserving map ``M`` (``x ≈ y M + b`` by ridge): shape (query dim, document dim),
     on the head's device, so that ``project(x) = x Mᵀ`` once written into the head's linear part
@@ -281,25 +315,11 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
     for w in sorted({0.0, *candidates}) if args.score_weight_margin_se else candidates:
         set_weight(w)
         per_query[w] = val_ndcg(head)
-
-    def macro(w: float) -> float:
-        return float(np.mean([np.mean(v) for v in per_query[w]]))
-
-    scores = {str(w): macro(w) for w in candidates}
-    best = max(candidates, key=lambda w: (scores[str(w)], -w)) if candidates else 0.0  # ties: the smaller weight
-    out: dict[str, Any] = {"method": "score"}
-    if args.score_weight_margin_se and candidates:
-        se = paired_standard_error(per_query[best], per_query[0.0])
-        floor = scores[str(best)] - args.score_weight_margin_se * se
-        out["margin"] = {"best": best, "standard_error": se, "margin_se": args.score_weight_margin_se}
-        best = min(w for w in candidates if scores[str(w)] >= floor)
-        selected_by += f", the smallest weight within {args.score_weight_margin_se:g} standard error(s) of the best"
+    best, out = pick_by_validation(candidates, per_query, args.score_weight_margin_se, "weight")
+    out = {"method": "score", **out}
     set_weight(best)
-    out.update({"weight": best, "val_ndcg@10": scores, "scale": scale, "ridge_lambda": info["ridge_lambda"],
-                "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by})
-    if best and 0.0 in per_query:  # how sure the labels are that the picked weight beats the cheap baseline
-        out["gain_over_weight_0"] = {"gain": scores[str(best)] - macro(0.0),
-                                     "standard_error": paired_standard_error(per_query[best], per_query[0.0])}
+    out.update({"weight": best, "scale": scale, "ridge_lambda": info["ridge_lambda"],
+                "heldout_cosine": info["heldout_cosine"], "selected_by": selected_by + out.pop("selected_by")})
     if guard is not None:
         out["guard"] = {"clarity": guarded, "kept": [str(w) for w in candidates]}
     return out

@@ -190,10 +190,23 @@ class AdaptationArguments:
                                     "loss (the alignment.distill_* teacher weight, temperature and batch size) on "
                                     "the training tasks' documents and unlabelled non-test queries, so the labels "
                                     "correct the head without unlearning the fused ranking; needs --anchor")
+    shrink_margin_se: float | None = _f(None, "ours: after training, scale an anchored head's correction "
+                                              "(normalize(anchor + s · project(x))) by the smallest s of "
+                                              "shrink_scales whose validation nDCG@10 is within this many standard "
+                                              "errors of the best s's (1 = the one-standard-error rule; 0 = the best "
+                                              "s); None = off (s = 1). Needs --anchor")
+    shrink_scales: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25),
+                                          "shrink_margin_se: the scales tried (0 = the cheap baseline)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _check_choices(self)
+        if self.shrink_margin_se is not None:
+            _check_positive(self, "shrink_margin_se", allow_zero=("shrink_margin_se",))
+        if not self.shrink_scales or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0
+                                         or not math.isfinite(v) for v in self.shrink_scales):
+            raise ERAError(f"adaptation.shrink_scales must be numbers >= 0, got {self.shrink_scales!r}")
+        self.shrink_scales = tuple(float(v) for v in self.shrink_scales)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
                         "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
                         "warmup_ratio", "distill_weight",
@@ -364,6 +377,9 @@ class TrainingArguments:
         if self.adaptation.distill_weight and not self.anchor:
             raise ERAError("adaptation.distill_weight distils the fused scores into the anchored head: it needs "
                            "--anchor (as in --recipe recommended)")
+        if self.adaptation.shrink_margin_se is not None and not self.anchor:
+            raise ERAError("adaptation.shrink_margin_se scales an anchored head's correction toward the anchor: it "
+                           "needs --anchor (as in --recipe recommended)")
         if has_alignment_tasks is None:
             has_alignment_tasks = bool(self.alignment_tasks)
         if distills(self, has_alignment_tasks) and (self.alignment.score_weight_margin_se

@@ -44,6 +44,7 @@ from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
 from .data import (Embedder, build_adaptation_data, build_alignment_data, build_distillation_data,
                    non_test_query_ids, prepare_tasks)
 from .loop import EpochLoop, LoopState, TrainingStopped
+from .shrinkage import shrink_correction
 
 logger = logging.getLogger("era_hf.training")
 _UMASK = os.umask(0)
@@ -365,6 +366,16 @@ class ERATrainer:
             timings["adaptation_seconds"] = round(time.perf_counter() - t0, 3)
             log_stages["adaptation"] = info2
 
+        # ---------------------------------------------------------- shrinking the correction
+        if a.adaptation.shrink_margin_se is not None:
+            head = copy.deepcopy(base_head).to(device)
+            head.load_state_dict(final_state)
+            needed_by = "adaptation.shrink_margin_se picks the correction's scale"
+            val_ndcg = self._val_ndcg(infos, embedder, device, needed_by=needed_by)
+            log_stages["shrinkage"] = shrink_correction(head, val_ndcg, a.adaptation.shrink_scales,
+                                                        a.adaptation.shrink_margin_se)
+            final_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+
         # ---------------------------------------------------------- outputs
         model.head.load_state_dict({k: v.to(model.head_device) for k, v in final_state.items()})
         if not all(bool(torch.isfinite(p).all()) for p in model.head.parameters()):
@@ -492,10 +503,12 @@ class ERATrainer:
         save(state)
         return head_state, info
 
-    def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any,
-                  with_train: bool = False) -> Callable[[torch.nn.Module], list[np.ndarray]]:
+    def _val_ndcg(self, infos: Sequence[Any], embedder: Any, device: Any, with_train: bool = False,
+                  needed_by: str = "alignment.anchored='score' picks its weight"
+                  ) -> Callable[[torch.nn.Module], list[np.ndarray]]:
         """``head -> per-task arrays of per-query nDCG@10`` over the tasks' validation queries (and train queries
-        when ``with_train``; never test queries)."""
+        when ``with_train``; never test queries); ``needed_by`` names the user of it in the error raised when no
+        task has such a query."""
         from ..evaluation import search_exact
         from ..metrics import retrieval_metrics
 
@@ -507,7 +520,7 @@ class ERATrainer:
             if qids:
                 per_task.append((info, qids, *_query_views(info, qids, embedder, device)))
         if not per_task:
-            raise ERAError("alignment.anchored='score' picks its weight on validation queries, but no task has one")
+            raise ERAError(f"{needed_by} on validation queries, but no task has one")
 
         def score(head: torch.nn.Module) -> list[np.ndarray]:
             values = []

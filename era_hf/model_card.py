@@ -499,15 +499,9 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             guard = init.get("guard")
             kept = f" among the weights the clarity guard kept ({', '.join(guard['kept'])})" \
                 if isinstance(guard, Mapping) and isinstance(guard.get("kept"), list) else ""
-            margin = init.get("margin")
-            rule = f" (best weight {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
-                if isinstance(margin, Mapping) else ""
-            gain = init.get("gain_over_weight_0")
-            sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
-                   f"over weight 0, the cheap baseline" if isinstance(gain, Mapping) and \
-                all(isinstance(gain.get(k), (int, float)) for k in ("gain", "standard_error")) else ""
-            facts.append(f"score-map weight {_fmt(init['weight'])}, picked on {init.get('selected_by', '?')}{rule}"
-                         f"{kept}{sure}")
+            facts.append(_picked(init, "weight", "score-map weight", kept))
+        if name == "shrinkage" and "scale" in info:
+            facts = [_picked(info, "scale", "the trained correction scaled toward the cheap baseline by")]
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")
@@ -526,6 +520,19 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
         summary += f" Training took {seconds:.0f} s."
     return {"summary": summary, "hyperparameters": hyper, "data": " ".join(data_bits), "stages": stages,
             "tasks": ", ".join(_task_text(t) for t in task_names) if task_names else None}
+
+
+def _picked(record: Mapping[str, Any], key: str, label: str, kept: str = "") -> str:
+    """One card phrase for a value picked on validation (:func:`era_hf.training.alignment.pick_by_validation`'s
+    record): the value, how it was picked, the margin rule's best and standard error, and the gain over 0."""
+    margin = record.get("margin")
+    rule = f" (best {key} {_fmt(margin.get('best'))}, standard error {_fmt(margin.get('standard_error'))})" \
+        if isinstance(margin, Mapping) else ""
+    gain = record.get("gain_over_weight_0")
+    sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
+           f"over {key} 0, the cheap baseline" if isinstance(gain, Mapping) and \
+        all(isinstance(gain.get(k), (int, float)) for k in ("gain", "standard_error")) else ""
+    return f"{label} {_fmt(record[key])}, picked on {record.get('selected_by', '?')}{rule}{kept}{sure}"
 
 
 def _task_text(spec: str) -> str:

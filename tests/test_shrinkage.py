@@ -86,6 +86,12 @@ def test_a_trained_head_is_the_unshrunk_one_times_the_picked_scale(tmp_path, cac
         assert torch.allclose(saved[name], scale * unshrunk[name], atol=1e-7), name
     assert plain.config.recipe == shrunk.config.recipe == "recommended (modified)"
     assert shrunk.config.training["recipe_overrides"]["adaptation.shrink_margin_se"]["used"] == 1.0
+    from era_hf.model_card import build_model_card
+
+    text = build_model_card(tmp_path / "shrunk").text
+    assert (f"**shrinkage**: the trained correction scaled toward the cheap baseline by {scale:g}, picked on "
+            "validation nDCG@10 of the scaled correction, the smallest scale within 1 standard error(s) of the best "
+            f"(best scale {best:g}, standard error") in text
 
 
 def test_shrinking_needs_an_anchor_and_valid_scales():

@@ -503,7 +503,7 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     for key, earlier in _LATER_FIELDS.items():  # results from before the field existed keep their hash
         if flat.get(key) == earlier:
             flat.pop(key)
-    if args.adaptation.shrink_margin_se is None:  # not shrinking (the fields came later): the scales do nothing
+    if args.adaptation.shrink_margin_se is None or args.mode == "alignment_only":  # not shrinking: they do nothing
         for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
             flat.pop(key, None)
     stage1_distills = distills(args, has_alignment_tasks) and args.mode != "label_only"

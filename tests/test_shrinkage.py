@@ -94,6 +94,12 @@ def test_a_trained_head_is_the_unshrunk_one_times_the_picked_scale(tmp_path, cac
             f"(best scale {best:g}, standard error") in text
 
 
+def test_stage_1_alone_reads_no_label_so_it_is_not_shrunk(tmp_path, cache_dir, adi):
+    trainer, _ = run([adi], small_args(tmp_path / "s1", cache_dir, recipe="recommended", mode="alignment_only",
+                                       alignment={"distill_steps": 20}, adaptation={"shrink_margin_se": 1.0}))
+    assert "shrinkage" not in trainer.log["stages"] and "alignment" in trainer.log["stages"]
+
+
 def test_shrinking_needs_an_anchor_and_valid_scales():
     with pytest.raises(ERAError, match="shrink_margin_se.*needs --anchor"):
         TrainingArguments(tasks=["x"], output_dir="out",
@@ -116,3 +122,17 @@ def test_cli_flags_set_and_unset_the_margin():
     assert getattr(ns, "adaptation.shrink_margin_se") == 1.0
     assert getattr(ns, "adaptation.shrink_scales") == [0.0, 0.5, 1.0]
     assert getattr(parser.parse_args(["--adaptation.shrink-margin-se", "none"]), "adaptation.shrink_margin_se") is None
+
+
+def test_the_shrinkage_enters_result_hashes_only_where_it_acts():
+    from era_hf.benchmark import _hash_arguments
+    from era_hf.training import get_recipe
+
+    def flat(**kw):
+        return _hash_arguments(get_recipe("recommended").arguments(tasks=["x"], output_dir="out", **kw), True)
+
+    assert not any(k.startswith("adaptation.shrink") for k in flat())  # off: results from before it stay valid
+    on = flat(adaptation={"shrink_margin_se": 1.0})
+    assert on["adaptation.shrink_margin_se"] == 1.0 and on["adaptation.shrink_scales"]
+    stage1 = flat(mode="alignment_only", adaptation={"shrink_margin_se": 1.0})  # no stage 2: nothing is shrunk
+    assert not any(k.startswith("adaptation.shrink") for k in stage1)

@@ -194,7 +194,8 @@ class AdaptationArguments:
                                               "(normalize(anchor + s · project(x))) by the smallest s of "
                                               "shrink_scales whose validation nDCG@10 is within this many standard "
                                               "errors of the best s's (1 = the one-standard-error rule; 0 = the best "
-                                              "s); None = off (s = 1). Needs --anchor")
+                                              "s); None = off (s = 1). Needs --anchor; after stage 2 only (mode "
+                                              "alignment_only reads no label)")
     shrink_scales: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25),
                                           "shrink_margin_se: the scales tried (0 = the cheap baseline)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)

@@ -366,8 +366,8 @@ class ERATrainer:
             timings["adaptation_seconds"] = round(time.perf_counter() - t0, 3)
             log_stages["adaptation"] = info2
 
-        # ---------------------------------------------------------- shrinking the correction
-        if a.adaptation.shrink_margin_se is not None:
+        # ---------------------------------------------------------- shrinking the correction (after stage 2 only)
+        if a.adaptation.shrink_margin_se is not None and a.mode in ("both", "label_only"):
             head = copy.deepcopy(base_head).to(device)
             head.load_state_dict(final_state)
             needed_by = "adaptation.shrink_margin_se picks the correction's scale"

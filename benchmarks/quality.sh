@@ -37,8 +37,10 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.
 # 2c. the one-standard-error rule for the score-map weight, both protocols, every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
     --methods rec+one_se
-# 2d. the trained correction shrunk toward the cheap baseline (one-standard-error rule), both protocols, r = 0.2.
-era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods rec+shrink
+# 2d. the trained correction shrunk toward the cheap baseline (one-standard-error rule): in_domain at every ratio,
+#     per_task at r = 0.2.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 --methods rec+shrink
+era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods rec+shrink
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
     --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \

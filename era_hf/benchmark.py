@@ -199,6 +199,12 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: rec_index+distill with the recipe's teacher since 2026-11-27 (fused scores and BM25, "
                     "alignment.distill_lexical_weight=1); leave-one-out only",
                     align_on_test=True),
+    BenchmarkMethod("rec_index+distill_lexical+shrink", "recommended", "both",
+                    {"alignment.score_weight_guard": "none", "adaptation.shrink_margin_se": 1.0},
+                    "OURS: rec_index+distill_lexical whose trained correction is then shrunk toward the cheap "
+                    "baseline as in rec+shrink (adaptation.shrink_margin_se=1, on the other collections' "
+                    "validation queries); leave-one-out only",
+                    align_on_test=True),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both",
                     {**NO_DISTILL, "alignment.score_weight_guard": "none"},
                     "OURS: rec_no_distill with stage 1 on the held-out collection and without the clarity guard: "

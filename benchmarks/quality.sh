@@ -96,9 +96,9 @@ for p in in_domain per_task; do
         --config "strong2_lexical2:alignment.distill_teacher_weight=2,alignment.distill_lexical_weight=2"
 done
 # 9. The same comparisons on other test splits (results/split_sensitivity/, a report section). Each protocol's split
-#    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed,
-#    also era_recommended_index (stage 1 on the held-out collection's documents), rec_index+distill_lexical,
-#    rec+shrink and rec_index+distill_lexical+shrink.
+#    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed
+#    (three for rec_index+distill_lexical+shrink), also era_recommended_index (stage 1 on the held-out collection's
+#    documents), rec_index+distill_lexical, rec+shrink and rec_index+distill_lexical+shrink.
 split_halves() {  # PROTOCOL NAME [more arguments]
     python benchmarks/split_sensitivity.py --suite "$SUITE" --protocols "$1" --split-seeds 42 0 1 --threads 1 \
         --out "$OUT/split_sensitivity/$2_a.json" "${@:3}" &
@@ -113,6 +113,6 @@ split_halves leave_one_out leave_one_out --seeds 0
 split_halves leave_one_out leave_one_out_index --seeds 0 --method era_recommended_index
 split_halves leave_one_out leave_one_out_index_distill --seeds 0 --method rec_index+distill_lexical
 split_halves leave_one_out leave_one_out_shrink --seeds 0 --method rec+shrink
-split_halves leave_one_out leave_one_out_index_distill_shrink --seeds 0 --method rec_index+distill_lexical+shrink
+split_halves leave_one_out leave_one_out_index_distill_shrink --seeds 0 1 2 --method rec_index+distill_lexical+shrink
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

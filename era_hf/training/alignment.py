@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -232,21 +232,24 @@ def paired_standard_error(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> f
     return math.sqrt(variance) / len(a)
 
 
-def pick_by_validation(candidates: Sequence[float], per_query: Mapping[float, Sequence[np.ndarray]],
+def pick_by_validation(candidates: Sequence[float], score: Callable[[float], Sequence[np.ndarray]],
                        margin_se: float = 0.0, what: str = "weight") -> tuple[float, dict[str, Any]]:
     """The candidate (a weight of the strong encoder's part, 0 = the cheap baseline) with the best macro
-    validation nDCG@10 (``per_query[c]``: per-task arrays of per-query values; ties: the smaller candidate).
+    validation nDCG@10 (``score(c)``: per-task arrays of per-query values with candidate ``c`` in place; ties: the
+    smaller candidate).
 
     With ``margin_se = z > 0``: the smallest candidate within ``z`` standard errors (:func:`paired_standard_error`
-    of the best against candidate 0, which ``per_query`` must then hold) of the best, so the cheap baseline stays
-    unless the labels show a gain beyond their noise. Returns it and a record: ``val_ndcg@10`` per candidate,
-    ``margin`` when ``z > 0``, ``gain_over_weight_0`` (gain and standard error) when 0 was scored and another
-    candidate won, and the suffix of ``selected_by`` the margin adds.
+    of the best against candidate 0, which is then scored too) of the best, so the cheap baseline stays unless the
+    labels show a gain beyond their noise. Returns it and a record: ``val_ndcg@10`` per candidate, ``margin`` when
+    ``z > 0``, ``gain_over_weight_0`` (gain and standard error) when 0 was scored and another candidate won, and the
+    suffix of ``selected_by`` the margin adds.
 
     Example:
-        >>> pick_by_validation([0.0, 1.0], {0.0: [np.array([0.5, 0.5])], 1.0: [np.array([0.6, 0.5])]})[0]
+        >>> values = {0.0: [np.array([0.5, 0.5])], 1.0: [np.array([0.6, 0.5])]}
+        >>> pick_by_validation([0.0, 1.0], values.__getitem__)[0]
         1.0
     """
+    per_query = {c: score(c) for c in (sorted({0.0, *candidates}) if margin_se else candidates)}
 
     def macro(c: float) -> float:
         return float(np.mean([np.mean(v) for v in per_query[c]]))
@@ -311,11 +314,11 @@ def score_preserving_init(head: torch.nn.Module, data: Any, args: AlignmentArgum
         set_weight(w)
         guarded[str(w)] = guard(head)
     candidates = [w for w in args.score_weights if guard is None or w == 0 or guarded[str(w)] >= guarded["0.0"]]
-    per_query: dict[float, Sequence[np.ndarray]] = {}
-    for w in sorted({0.0, *candidates}) if args.score_weight_margin_se else candidates:
+    def scored(w: float) -> Sequence[np.ndarray]:
         set_weight(w)
-        per_query[w] = val_ndcg(head)
-    best, out = pick_by_validation(candidates, per_query, args.score_weight_margin_se, "weight")
+        return val_ndcg(head)
+
+    best, out = pick_by_validation(candidates, scored, args.score_weight_margin_se, "weight")
     out = {"method": "score", **out}
     set_weight(best)
     out.update({"weight": best, "scale": scale, "ridge_lambda": info["ridge_lambda"],

@@ -36,13 +36,13 @@ def shrink_correction(head: torch.nn.Module, val_ndcg: Callable[[torch.nn.Module
                       scales: Sequence[float], margin_se: float) -> dict[str, Any]:
     """Scale ``head``'s projection (in place) by the scale of ``scales`` that validation picks (``val_ndcg``: head
     -> per-task arrays of per-query nDCG@10; :func:`~era_hf.training.alignment.pick_by_validation` with
-    ``margin_se``; scale 0, the cheap baseline, is always scored when ``margin_se > 0``). Returns the record."""
-    per_query = {}
-    for s in sorted({*scales, *((0.0,) if margin_se else ())}):
+    ``margin_se``). Returns the record."""
+    def scored(s: float) -> Sequence[np.ndarray]:
         trial = copy.deepcopy(head)
         trial.scale_projection_(s)
-        per_query[s] = val_ndcg(trial)
-    scale, record = pick_by_validation(list(scales), per_query, margin_se, "scale")
+        return val_ndcg(trial)
+
+    scale, record = pick_by_validation(list(scales), scored, margin_se, "scale")
     head.scale_projection_(scale)
     return {"scale": scale, **record,
             "selected_by": "validation nDCG@10 of the scaled correction" + record["selected_by"]}

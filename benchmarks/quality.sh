@@ -50,7 +50,7 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
     --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill \
-    rec_index+distill rec_index+distill_lexical rec_index+distill_lexical+shrink rec_index+no_guard rec+one_se \
+    rec_index+distill rec_index+clarity_guard rec_index+shrink rec_index+no_guard rec+one_se \
     rec+shrink alignment_only distill_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
@@ -97,8 +97,10 @@ for p in in_domain per_task; do
 done
 # 9. The same comparisons on other test splits (results/split_sensitivity/, a report section). Each protocol's split
 #    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed
-#    (three for rec_index+distill_lexical+shrink), also era_recommended_index (stage 1 on the held-out collection's
-#    documents), rec_index+distill_lexical, rec+shrink and rec_index+distill_lexical+shrink.
+#    (three for rec_index+shrink), also era_recommended_index (stage 1 distilled on the held-out collection),
+#    rec_index+clarity_guard (its guarded weight pick instead), rec+shrink and rec_index+shrink. The files of
+#    rec_index+clarity_guard, era_recommended_index and rec_index+shrink were made under those rows' earlier names
+#    (era_recommended_index, rec_index+distill_lexical, rec_index+distill_lexical+shrink) and renamed (their notes).
 split_halves() {  # PROTOCOL NAME [more arguments]
     python benchmarks/split_sensitivity.py --suite "$SUITE" --protocols "$1" --split-seeds 42 0 1 --threads 1 \
         --out "$OUT/split_sensitivity/$2_a.json" "${@:3}" &
@@ -110,9 +112,22 @@ split_halves() {  # PROTOCOL NAME [more arguments]
 split_halves in_domain in_domain
 split_halves per_task per_task
 split_halves leave_one_out leave_one_out --seeds 0
+split_halves leave_one_out leave_one_out_clarity_guard --seeds 0 --method rec_index+clarity_guard
 split_halves leave_one_out leave_one_out_index --seeds 0 --method era_recommended_index
-split_halves leave_one_out leave_one_out_index_distill --seeds 0 --method rec_index+distill_lexical
 split_halves leave_one_out leave_one_out_shrink --seeds 0 --method rec+shrink
-split_halves leave_one_out leave_one_out_index_distill_shrink --seeds 0 1 2 --method rec_index+distill_lexical+shrink
+split_halves leave_one_out leave_one_out_index_shrink --seeds 0 1 2 --method rec_index+shrink
+# 9b. Leave-one-out rows compared on the held-out collection's judged non-test queries, which training never reads
+#     (results/transfer_selection/, a report section): how --alignment-tasks' default was chosen. Two parallel
+#     processes, one thread each.
+transfer() {  # METHOD...
+    for m in "$@"; do
+        python benchmarks/transfer_selection.py --suite "$SUITE" --method "$m" --threads 1 \
+            --out "$OUT/transfer_selection/${m//+/_}.json"
+    done
+}
+transfer rec_index+clarity_guard era_recommended_index rec_index+shrink &
+TRANSFER=$!
+transfer era_recommended rec+shrink
+wait "$TRANSFER"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -140,10 +140,9 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: recipe `recommended` (era_hf's default), stage 1 (score map refined by listwise "
                     "distillation of the fused scores and BM25, no labels) then stage 2"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
-                    "OURS: era_recommended with stage 1 on the documents of the held-out collection, the index that "
-                    "is searched (`--alignment-tasks`; its documents only, no labels), so the clarity guard is on "
-                    "(`score_weight_guard=auto`: its own unlabelled non-test queries veto the weights that blur "
-                    "their rankings) and the score map's weight is picked instead of distilled; leave-one-out only",
+                    "OURS: era_recommended with stage 1 on the held-out collection, the index that is searched "
+                    "(`--alignment-tasks`): the distillation ranks its documents and unlabelled non-test queries (no "
+                    "labels), stage 2 reads the other collections' labels; leave-one-out only",
                     align_on_test=True),
     BenchmarkMethod("rec_no_distill", "recommended", "both", NO_DISTILL,
                     "OURS: recipe `recommended` as it was until 2026-11-26: stage 1's score map mixed in with a "
@@ -189,19 +188,19 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: rec_no_distill whose score-map weight is the smallest within one standard error of the "
                     "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
                     "stays unless the labels show the gain beyond their noise)"),
-    BenchmarkMethod("rec_index+distill", "recommended", "both",
-                    {**NO_LEXICAL, "alignment.score_weight_guard": "none"},
-                    "OURS: era_recommended_index distilling stage 1 on the held-out collection's own documents and "
-                    "unlabelled non-test queries instead of picking a guarded weight (score_weight_guard=none), "
-                    "stage 2 on the other collections' labels, without the BM25 term; leave-one-out only",
+    BenchmarkMethod("rec_index+clarity_guard", "recommended", "both", {"alignment.distill_steps": 0},
+                    "OURS: era_recommended_index as it was until 2026-11-27: stage 1 on the held-out collection "
+                    "picks the score map's weight instead of distilling (alignment.distill_steps=0), among the "
+                    "weights under which that collection's unlabelled non-test queries stand out of its corpus at "
+                    "least as clearly as with the cheap encoder (score_weight_guard auto -> clarity); "
+                    "leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_index+distill_lexical", "recommended", "both", {"alignment.score_weight_guard": "none"},
-                    "OURS: rec_index+distill with the recipe's teacher since 2026-11-27 (fused scores and BM25, "
-                    "alignment.distill_lexical_weight=1); leave-one-out only",
+    BenchmarkMethod("rec_index+distill", "recommended", "both", NO_LEXICAL,
+                    "OURS: era_recommended_index without the BM25 term (alignment.distill_lexical_weight=0); "
+                    "leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_index+distill_lexical+shrink", "recommended", "both",
-                    {"alignment.score_weight_guard": "none", "adaptation.shrink_margin_se": 1.0},
-                    "OURS: rec_index+distill_lexical whose trained correction is then shrunk toward the cheap "
+    BenchmarkMethod("rec_index+shrink", "recommended", "both", {"adaptation.shrink_margin_se": 1.0},
+                    "OURS: era_recommended_index whose trained correction is then shrunk toward the cheap "
                     "baseline as in rec+shrink (adaptation.shrink_margin_se=1, on the other collections' "
                     "validation queries); leave-one-out only",
                     align_on_test=True),
@@ -490,7 +489,7 @@ def training_arguments(method: BenchmarkMethod, *, pair: Any, ratio: float | Non
             args.adaptation.teacher = "auto"
         if args.adaptation.anchor_penalty:
             args.adaptation.anchor_penalty = 0.0
-    args.validate(has_alignment_tasks=method.align_on_test)  # the runner hands the trainer those tasks itself
+    args.validate()
     return args
 
 
@@ -512,7 +511,7 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     if args.adaptation.shrink_margin_se is None or args.mode == "alignment_only":  # not shrinking: they do nothing
         for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
             flat.pop(key, None)
-    stage1_distills = distills(args, has_alignment_tasks) and args.mode != "label_only"
+    stage1_distills = distills(args) and args.mode != "label_only"
     if not stage1_distills and not args.adaptation.distill_weight:  # no distillation: its settings do nothing
         for key in [k for k in flat if k.startswith("alignment.distill_")]:
             flat.pop(key)

@@ -20,8 +20,9 @@ Section hooks (:data:`SECTION_HOOKS`): when ``benchmarks/report_speed.py`` exist
 the current directory or in the repository root) and defines ``render_speed_section(results_dir) -> str``,
 its output is included as the "Speed" section; likewise ``benchmarks/strong_ceiling.py``'s
 ``render_ceiling_section``, ``benchmarks/query_log.py``'s ``render_query_log_section`` and
-``benchmarks/stage1_selection.py``'s ``render_stage1_selection_section`` and ``benchmarks/split_sensitivity.py``'s
-``render_split_sensitivity_section`` (empty when they have no results: no section).
+``benchmarks/stage1_selection.py``'s ``render_stage1_selection_section``, ``benchmarks/split_sensitivity.py``'s
+``render_split_sensitivity_section`` and ``benchmarks/transfer_selection.py``'s
+``render_transfer_selection_section`` (empty when they have no results: no section).
 
 Example:
     >>> from era_hf.benchmark_report import write_report
@@ -372,7 +373,8 @@ def _significance_table(rows: Sequence[dict[str, Any]]) -> str:
 SECTION_HOOKS = (("report_speed.py", "render_speed_section"), ("strong_ceiling.py", "render_ceiling_section"),
                  ("query_log.py", "render_query_log_section"),
                  ("stage1_selection.py", "render_stage1_selection_section"),
-                 ("split_sensitivity.py", "render_split_sensitivity_section"))
+                 ("split_sensitivity.py", "render_split_sensitivity_section"),
+                 ("transfer_selection.py", "render_transfer_selection_section"))
 
 
 def _hook_section(results_dir: Path, report_path: Path, filename: str, function: str) -> str | None:

@@ -138,30 +138,29 @@ def test_result_hashes_hold_the_distillation_settings_only_where_it_runs():
     flat = _hash_arguments(on, True)
     assert flat["alignment.distill_steps"] == 300 and flat["alignment.distill_temperature"] == 0.05
     assert "alignment.score_weight_guard" not in flat  # resolved to 'none': no weight for the guard to veto
-    index = _hash_arguments(on, True, has_alignment_tasks=True)  # 'auto' on another index: the guarded pick runs
-    assert not distill_keys(index) and index["alignment.score_weight_guard"] == "clarity"
-    unguarded = get_recipe("recommended").arguments(tasks=["x"], output_dir="out",
-                                                    alignment={"score_weight_guard": "none"})
-    assert distill_keys(_hash_arguments(unguarded, True, has_alignment_tasks=True))  # distills there after all
+    assert _hash_arguments(on, True, has_alignment_tasks=True) == flat  # it distils on another index too
+    picked = _hash_arguments(off, True, has_alignment_tasks=True)  # there the weight pick runs under the guard
+    assert not distill_keys(picked) and picked["alignment.score_weight_guard"] == "clarity"
     label_only = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", mode="label_only")
     assert not distill_keys(_hash_arguments(label_only, True))  # no stage 1 at all
 
 
-def test_distillation_defers_to_the_guarded_pick_on_another_index_so_its_weight_options_apply():
+def test_the_distillation_runs_on_another_index_too_and_the_weight_options_need_it_off():
+    from era_hf.training import ERATrainer
     from era_hf.training.arguments import distills, resolved_score_weight_guard
 
-    args = get_recipe("recommended").arguments(tasks=["x"], alignment_tasks=["y"], output_dir="out",
-                                               alignment={"score_weight_margin_se": 1.0})
-    args.validate()  # no refusal: there is a weight to pick here
-    assert not distills(args, True) and resolved_score_weight_guard(args, True) == "clarity"
-    assert distills(get_recipe("recommended").arguments(tasks=["x"], output_dir="out"), False)
-    from era_hf.training import ERATrainer
-
-    given_apart = get_recipe("recommended").arguments(tasks=["x"], output_dir="out",
-                                                      alignment={"score_weight_margin_se": 1.0})
-    ERATrainer(None, ["x"], given_apart, alignment_tasks=["y"])  # the trainer's argument counts as well
-    with pytest.raises(ERAError, match="no weight to pick"):
-        ERATrainer(None, ["x"], given_apart)  # no other index: the recipe distils, there is no weight
+    index = get_recipe("recommended").arguments(tasks=["x"], alignment_tasks=["y"], output_dir="out")
+    assert distills(index) and resolved_score_weight_guard(index, True) == "none"
+    margin = {"score_weight_margin_se": 1.0}
+    for given in ({"alignment_tasks": ["y"]}, {}):  # in the arguments or apart, as the trainer's
+        args = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment=margin)
+        with pytest.raises(ERAError, match="no weight to pick"):
+            ERATrainer(None, ["x"], args, **given)
+    picked = get_recipe("recommended").arguments(tasks=["x"], alignment_tasks=["y"], output_dir="out",
+                                                 alignment={**margin, "distill_steps": 0})
+    picked.validate()  # no refusal: there is a weight to pick
+    assert not distills(picked) and resolved_score_weight_guard(picked, True) == "clarity"
+    assert resolved_score_weight_guard(picked, False) == "none"  # the labels are the index's: no guard
 
 
 @pytest.mark.parametrize("recipe, alignment, message", [

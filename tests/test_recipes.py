@@ -208,7 +208,8 @@ def test_clarity_guard_reads_the_searched_tasks_non_test_queries(tmp_path, cache
     from era_hf.training.data import non_test_query_ids, prepare_tasks
 
     synth = load_task(str(write_beir(tmp_path / "synth", n_docs=40, n_queries=20, name="synth")))
-    args = small_args(tmp_path / "guarded", cache_dir, recipe="recommended", adaptation={"epochs": 1})
+    args = small_args(tmp_path / "guarded", cache_dir, recipe="recommended", alignment={"distill_steps": 0},
+                      adaptation={"epochs": 1})
     assert args.alignment.score_weight_guard == "auto"  # on: the labels (adi) are not the searched index's
     [lent] = prepare_tasks([synth], args, labels=False)  # documents only: no split of its own
     unseen = set(synth.split(args.label_ratio, args.split_seed).test)
@@ -217,7 +218,7 @@ def test_clarity_guard_reads_the_searched_tasks_non_test_queries(tmp_path, cache
     trainer = ERATrainer(None, [adi], args, alignment_tasks=[synth])
     trainer.train()
     init = trainer.log["stages"]["alignment"]["init"]
-    assert init["method"] == "score"  # another index than the labels': the guarded weight pick, not distillation
+    assert init["method"] == "score"  # the weight picked on another index than the labels': under the guard
     assert set(init["guard"]["clarity"]) >= {"0.0", "1.5"} and str(init["weight"]) in init["guard"]["kept"]
     assert set(init["val_ndcg@10"]) == set(init["guard"]["kept"])
     plain = ERATrainer(None, [adi], small_args(tmp_path / "plain", cache_dir, recipe="recommended",
@@ -280,7 +281,9 @@ def test_the_guard_enters_result_hashes_only_where_it_acts():
 
     rec = get_recipe("recommended").arguments(tasks=["x"], output_dir="out")
     assert "alignment.score_weight_guard" not in _hash_arguments(rec, True)  # results from before it stay valid
-    assert _hash_arguments(rec, True, has_alignment_tasks=True)["alignment.score_weight_guard"] == "clarity"
+    assert "alignment.score_weight_guard" not in _hash_arguments(rec, True, has_alignment_tasks=True)  # distils
+    picked = get_recipe("recommended").arguments(tasks=["x"], output_dir="out", alignment={"distill_steps": 0})
+    assert _hash_arguments(picked, True, has_alignment_tasks=True)["alignment.score_weight_guard"] == "clarity"
     ref = get_recipe("reference").arguments(tasks=["x"], output_dir="out")  # no score map: nothing to guard
     assert "alignment.score_weight_guard" not in _hash_arguments(ref, True, has_alignment_tasks=True)
     assert "alignment.score_weight_margin_se" not in _hash_arguments(rec, True)  # 0 = as before the field
@@ -296,7 +299,8 @@ def test_clarity_guard_without_readable_queries_warns_under_auto_and_refuses_whe
 
     tiny = load_task(str(write_beir(tmp_path / "tiny", n_docs=30, n_queries=2, name="tiny")))  # too few to split
     auto = ERATrainer(None, [adi], small_args(tmp_path / "auto", cache_dir, recipe="recommended",
-                                              adaptation={"epochs": 1}), alignment_tasks=[tiny])
+                                              alignment={"distill_steps": 0}, adaptation={"epochs": 1}),
+                      alignment_tasks=[tiny])
     with pytest.warns(UserWarning, match="without the guard"):
         auto.train()
     assert "guard" not in auto.log["stages"]["alignment"]["init"]

@@ -94,9 +94,9 @@ class AlignmentArguments:
                                          "searched index's own unlabelled non-test queries stand out of its corpus "
                                          "at least as clearly as with the cheap encoder alone (mean top-10 score "
                                          "z-score): a check on the index itself that labels from other "
-                                         "collections cannot make; 'auto' = 'clarity' exactly when stage 1 aligns "
-                                         "on other tasks' documents (alignment_tasks), which also turns "
-                                         "distill_steps off there, else 'none'",
+                                         "collections cannot make; 'auto' = 'clarity' exactly when stage 1 picks "
+                                         "the weight (distill_steps 0) and aligns on other tasks' documents "
+                                         "(alignment_tasks), else 'none'",
                                  choices=SCORE_WEIGHT_GUARDS)
     score_weight_margin_se: float = _f(0.0, "anchored='score': pick the smallest weight whose validation nDCG@10 "
                                             "is within this many standard errors of the best weight's (the paired "
@@ -108,8 +108,7 @@ class AlignmentArguments:
                                "head learns to rank each task's documents as the two encoders' fused scores do "
                                "(cheap cosine + distill_teacher_weight x strong cosine), with documents and the "
                                "tasks' unlabelled non-test queries as queries; no labels, so score_weights are not "
-                               "tried (0 = off; recipe recommended: 300, except where score_weight_guard='auto' "
-                               "turns the clarity guard on)")
+                               "tried (0 = off; recipe recommended: 300)")
     distill_teacher_weight: float = _f(1.0, "distillation teacher: weight of the query encoder's own "
                                             "query-document cosine, added to the document encoder's")
     distill_lexical_weight: float = _f(0.0, "distillation teacher (ours): weight of the BM25 score of the query "
@@ -222,23 +221,22 @@ class AdaptationArguments:
         _check_patience(self)
 
 
-def distills(args: "TrainingArguments", has_alignment_tasks: bool) -> bool:
-    """Whether stage 1 runs the listwise distillation: ``alignment.distill_steps > 0`` on an anchored score map,
-    except under ``score_weight_guard='auto'`` when stage 1 aligns on another index than the labels'
-    (``alignment_tasks``). There no label ever ranks the searched index, and no unlabelled check we measured
-    tells when the fused teacher ranks it worse than the cheap encoder (vaswani, leave-one-out: -0.0075 nDCG@10;
-    a distilled map makes every index's queries stand out more clearly), so the guarded weight pick runs
-    instead. ``score_weight_guard='none'`` distills there too."""
+def distills(args: "TrainingArguments") -> bool:
+    """Whether stage 1 runs the listwise distillation: ``alignment.distill_steps > 0`` on an anchored score map.
+    It does so on an index other than the labels' (``alignment_tasks``) too: there, on the held-out collection's
+    judged non-test queries that training never read, it beat the clarity-guarded weight pick on every seed and
+    every collection (``benchmarks/transfer_selection.py``, 2026-11-27; README, "Leave-one-collection-out").
+    ``--alignment.distill-steps 0`` picks the weight instead (under the clarity guard when ``alignment_tasks``
+    are given)."""
     al = args.alignment
-    return bool(args.anchor and al.anchored == "score" and al.distill_steps) and not (
-        has_alignment_tasks and al.score_weight_guard == "auto")
+    return bool(args.anchor and al.anchored == "score" and al.distill_steps)
 
 
 def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: bool) -> str:
     """What ``alignment.score_weight_guard`` does in a run: 'clarity' or 'none' ('auto' resolved; no guard
     unless stage 1 picks the weight of the anchored score map, which a distilled map does not)."""
     al = args.alignment
-    if not (args.anchor and al.anchored == "score") or distills(args, has_alignment_tasks):
+    if not (args.anchor and al.anchored == "score") or distills(args):
         return "none"
     if al.score_weight_guard == "auto":
         return "clarity" if has_alignment_tasks else "none"
@@ -341,10 +339,8 @@ class TrainingArguments:
                 out[f.name] = _jsonable(value)
         return out
 
-    def validate(self, has_alignment_tasks: bool | None = None) -> None:
-        """Raise ERAError naming the first bad field. ``has_alignment_tasks``: whether stage 1 aligns on other
-        tasks' documents, when they are given apart from ``alignment_tasks`` (ERATrainer's argument); default:
-        ``bool(alignment_tasks)``."""
+    def validate(self) -> None:
+        """Raise ERAError naming the first bad field."""
         if isinstance(self.tasks, str):
             self.tasks = [self.tasks]
         self.tasks = [str(t) for t in self.tasks]
@@ -381,10 +377,7 @@ class TrainingArguments:
         if self.adaptation.shrink_margin_se is not None and not self.anchor:
             raise ERAError("adaptation.shrink_margin_se scales an anchored head's correction toward the anchor: it "
                            "needs --anchor (as in --recipe recommended)")
-        if has_alignment_tasks is None:
-            has_alignment_tasks = bool(self.alignment_tasks)
-        if distills(self, has_alignment_tasks) and (self.alignment.score_weight_margin_se
-                                                    or self.alignment.score_weight_guard == "clarity"):
+        if distills(self) and (self.alignment.score_weight_margin_se or self.alignment.score_weight_guard == "clarity"):
             raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "
                            "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick: "
                            "pass --alignment.distill-steps 0 to pick the weight instead")

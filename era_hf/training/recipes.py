@@ -118,7 +118,10 @@ RIDGE_INIT = Recipe(
 #: ``rec+distill_lr1e-3``); 3e-4 scored best on the train and validation queries of heads distilled without them
 #: (README). On the same held-out queries the teacher's BM25 term (alignment.distill_lexical_weight=1) then scored
 #: higher, pooled and per task, on every seed; the recipe has it since 2026-11-27 (row ``rec_no_lexical``: without
-#: it).
+#: it). Until the same day, stage 1 on another index than the labels' (alignment_tasks) picked the map's weight under
+#: the clarity guard instead of distilling (row ``rec_index+clarity_guard``); on that index's judged non-test
+#: queries, which training never read, distilling scored higher on every seed and collection
+#: (benchmarks/transfer_selection.py).
 RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "
@@ -127,9 +130,8 @@ RECOMMENDED = Recipe(
                 "head learns to rank each task's documents as the fused scores cheap(q)·cheap(d) + "
                 "strong(q)·strong(d) + the query text's BM25 score (z-scored per query, "
                 "alignment.distill_lexical_weight=1) do, on documents and unlabelled non-test queries (no labels; "
-                "the strong encoder embeds the documents at training time only). When stage 1 aligns on another "
-                "index than the labels' (alignment_tasks, score_weight_guard='auto') it picks the map's weight on "
-                "the train + validation queries among the weights the clarity guard keeps instead. Stage 2 = InfoNCE of "
+                "the strong encoder embeds the documents at training time only), also when stage 1 aligns on "
+                "another index than the labels' (alignment_tasks). Stage 2 = InfoNCE of "
                 "every positive against all unjudged documents of the task (negatives='corpus', all_positives), AdamW lr "
                 "1e-4 without weight decay or schedule, <= 100 epochs, early stopping on validation nDCG@10 "
                 "(patience 10) with the stage-1 head competing (keep_start), best weights restored.",

@@ -125,7 +125,7 @@ class ERATrainer:
             raise ERAError("ERATrainer needs TrainingArguments (args=...)")
         if not isinstance(args, TrainingArguments):
             raise ERAError(f"args must be TrainingArguments, got {type(args).__name__}")
-        args.validate(has_alignment_tasks=bool(alignment_tasks) or bool(args.alignment_tasks))
+        args.validate()
         if not args.output_dir:
             raise ERAError("output_dir is required (where the model, log and checkpoints go)")
         self.args = args
@@ -197,7 +197,7 @@ class ERATrainer:
         if not a.unlabelled_queries:
             return tasks, alignment_tasks, []
         has_alignment_tasks = bool(alignment_tasks)
-        if a.mode == "label_only" or not (distills(a, has_alignment_tasks) or
+        if a.mode == "label_only" or not (distills(a) or
                                           resolved_score_weight_guard(a, has_alignment_tasks) == "clarity"):
             raise ERAError("unlabelled_queries: no step of this run reads unlabelled query texts; stage 1's "
                            "distillation (--recipe recommended) and --alignment.score-weight-guard clarity do")
@@ -440,7 +440,7 @@ class ERATrainer:
         if saved is not None:
             head.load_state_dict(saved["head"])
             init_info = saved["extra"]["init"]
-        elif distills(a, bool(self.alignment_tasks)):
+        elif distills(a):
             groups = build_distillation_data(align_infos, embedder, a, device)
             init_info = stage1.distilled_score_init(head, data, groups, al, a.seed)
             record = init_info["distillation"]

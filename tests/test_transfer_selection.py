@@ -1,0 +1,93 @@
+"""benchmarks/transfer_selection.py: leave-one-out methods scored on the held-out task's unread non-test queries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from era_hf.cache import EmbeddingCache
+from era_hf.task_embeddings import EncoderPair
+from era_hf.tasks import load_task
+from tests.conftest import MINILM, load_benchmark_script, numpy_ndcg_per_query
+
+FAST = ["--set", "alignment.distill_steps=5", "--set", "adaptation.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_benchmark_script("transfer_selection")
+
+
+@pytest.fixture
+def suite(shared_data, tmp_path):
+    """Two small tasks: adi, and a copy of it under another name (leave-one-out trains on one, scores the other)."""
+    root = tmp_path / "suite"
+    for name in ("adi", "adi_copy"):
+        shutil.copytree(shared_data / "adi", root / name)
+    meta = json.loads((root / "adi_copy" / "meta.json").read_text())
+    (root / "adi_copy" / "meta.json").write_text(json.dumps({**meta, "name": "adi_copy"}))
+    return root
+
+
+def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendered(script, suite, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "results" / "transfer_selection"
+    argv = ["--suite", str(suite), "--query-encoder", MINILM, "--seeds", "0", *FAST]
+    record = script.main([*argv, "--method", "rec+shrink", "--out", str(folder / "shrink.json")])
+    assert json.loads((folder / "shrink.json").read_text())["results"] == record["results"]
+    r = record["results"]
+    adi = load_task(str(suite / "adi"))
+    scored = script.scored_queries(adi, 0.2)
+    assert not set(scored) & set(adi.split(0.2, 42).test)
+    assert r["n_scored"] == {"adi": len(scored), "adi_copy": len(scored)}
+    assert r["protocol"] == {"alignment.distill_judged_queries": False} and r["method"] == "rec+shrink"
+    assert r["overrides"] == {"alignment.distill_steps": 5, "adaptation.epochs": 2}
+    pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
+    doc = float(np.mean(list(numpy_ndcg_per_query(pair, adi, scored, "document").values())))
+    assert r["baselines"]["doc"]["adi"] == pytest.approx(doc, abs=1e-6)
+    assert r["baselines"]["doc"]["macro"] == pytest.approx(doc, abs=1e-6)
+    [run] = r["runs"]
+    assert set(run) == {"adi", "adi_copy", "macro"} and all(0 < v <= 1 for v in run.values())
+
+    # a second method joins the same table; each cell says its difference from doc, and the worst task is named
+    script.main([*argv, "--method", "era_recommended_index", "--out", str(folder / "index.json")])
+    section = script.render_transfer_selection_section(tmp_path / "results")
+    assert section.startswith("## Choosing leave-one-out options on queries training never read")
+    assert f"adi {len(scored)}, adi_copy {len(scored)}" in section
+    row = next(line for line in section.splitlines() if line.startswith("| `rec+shrink`"))
+    assert f"{run['adi']:.4f} ({run['adi'] - doc:+.3f})" in row and f"| {run['macro']:.4f} |" in row
+    worst = min(("adi", "adi_copy"), key=lambda n: run[n])
+    assert f"| {worst} {run[worst] - doc:+.4f} |" in row
+    assert any(line.startswith("| `era_recommended_index`, `alignment.distill_steps=5`") for line in section.splitlines())
+    assert script.render_transfer_selection_section(tmp_path / "nothing") == ""
+
+    # a file's notes (e.g. a renamed row) follow its command
+    noted = json.loads((folder / "shrink.json").read_text())
+    noted["notes"] = ["measured as rec+old_name, renamed"]
+    (folder / "shrink.json").write_text(json.dumps(noted))
+    assert "min (measured as rec+old_name, renamed)" in script.render_transfer_selection_section(tmp_path / "results")
+
+    # files scored on other queries cannot share the table
+    other = json.loads((folder / "index.json").read_text())
+    other["results"]["n_scored"]["adi"] += 1
+    (folder / "index.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="index.json and shrink.json were scored on different tasks or queries"):
+        script.render_transfer_selection_section(tmp_path / "results")
+
+
+def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, suite, shared_data, tmp_path, capsys):
+    for argv, said in ((["--suite", str(suite), "--method", "nope"], "unknown benchmark method 'nope'"),
+                       (["--suite", str(suite), "--method", "distill_only"], "trained on labels"),
+                       (["--suite", str(suite), "--method", "rec+shrink", "--set",
+                         "alignment.distill_judged_queries=true"], "distill_judged_queries: fixed"),
+                       (["--suite", str(suite), "--method", "rec+shrink", "--set", "seed=3"], "seed: fixed"),
+                       (["--suite", str(shared_data), "--tasks", "adi", "--method", "rec+shrink"], "at least two"),
+                       (["--suite", str(tmp_path / "nope"), "--method", "rec+shrink"], "--suite")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main([*argv, "--out", str(tmp_path / "out.json")])
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()

@@ -13,7 +13,7 @@ What the protocol changes, and so what it does not measure exactly:
 
 - the distillation no longer reads any collection's judged queries, so the training collections' validation
   queries are unseen too: stage 2's early stopping and the shrinkage's scale are picked on unbiased validation
-  here, where the deployed recipe's are biased toward the full correction (README, "Shrinking the correction");
+  here, where the deployed recipe's are biased toward the full correction (docs/quality.md, "Shrinking the correction");
 - the clarity guard (``score_weight_guard=clarity``, what ``auto`` resolves to when stage 1 aligns on the held-out
   index) still reads the held-out collection's non-test query texts, unlabelled, to pick one weight.
 
@@ -110,7 +110,8 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
                                       overrides={**args.overrides, **PROTOCOL},
                                       output_dir=str(work / f"{seed}-{'+'.join(group)}"))
 
-        run.results["runs"].append(train_and_score("leave_one_out", tasks, make_args, lambda m, g: score(ERAMethod(m), g),
+        run.results["runs"].append(train_and_score("leave_one_out", tasks, make_args,
+                                                   lambda m, g: score(ERAMethod(m), g),
                                                    align_on_scored=method.align_on_test))
         print(f"{method.name} seed {seed}: nDCG@10 {run.results['runs'][-1]['macro']:.4f} "
               f"(doc {run.results['baselines']['doc']['macro']:.4f})", flush=True)

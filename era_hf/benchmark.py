@@ -156,7 +156,7 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended whose stage-1 teacher weighs the strong encoder 2 and BM25 2 "
                     "(alignment.distill_teacher_weight=2, distill_lexical_weight=2): the best of the weights tried "
                     "by benchmarks/stage1_selection.py, not adopted (lower on the test queries in 7 of 8 cells, in "
-                    "leave-one-out and on the demo's task; README)"),
+                    "leave-one-out and on the demo's task; docs/quality.md)"),
     BenchmarkMethod("rec+distill_lr1e-3", "recommended", "both", {**NO_LEXICAL, "alignment.distill_lr": 1e-3},
                     "OURS: recipe `recommended` as it was until 2026-11-27: stage 1's distillation takes Adam steps "
                     "of 1e-3 (alignment.distill_lr, the first value tried) instead of 3e-4, without the BM25 term"),

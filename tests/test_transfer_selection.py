@@ -62,7 +62,8 @@ def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendere
     assert f"{run['adi']:.4f} ({run['adi'] - doc:+.3f})" in row and f"| {run['macro']:.4f} |" in row
     worst = min(("adi", "adi_copy"), key=lambda n: run[n])
     assert f"| {worst} {run[worst] - doc:+.4f} |" in row
-    assert any(line.startswith("| `era_recommended_index`, `alignment.distill_steps=5`") for line in section.splitlines())
+    index_row = "| `era_recommended_index`, `alignment.distill_steps=5`"
+    assert any(line.startswith(index_row) for line in section.splitlines())
     assert script.render_transfer_selection_section(tmp_path / "nothing") == ""
 
     # a file's notes (e.g. a renamed row) follow its command

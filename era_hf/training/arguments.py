@@ -225,7 +225,7 @@ def distills(args: "TrainingArguments") -> bool:
     """Whether stage 1 runs the listwise distillation: ``alignment.distill_steps > 0`` on an anchored score map.
     It does so on an index other than the labels' (``alignment_tasks``) too: there, on the held-out collection's
     judged non-test queries that training never read, it beat the clarity-guarded weight pick on every seed and
-    every collection (``benchmarks/transfer_selection.py``, 2026-11-27; README, "Leave-one-collection-out").
+    every collection (``benchmarks/transfer_selection.py``, 2026-11-27; docs/quality.md, "Leave-one-collection-out").
     ``--alignment.distill-steps 0`` picks the weight instead (under the clarity guard when ``alignment_tasks``
     are given)."""
     al = args.alignment

@@ -116,12 +116,12 @@ RIDGE_INIT = Recipe(
 #: nDCG@10 in 7 of the 8 (protocol, ratio) cells of BENCHMARKS.md (not in_domain r = 0.05), although the old weight
 #: pick had seen those validation queries. Until 2026-11-27 the distillation's learning rate was 1e-3 (row
 #: ``rec+distill_lr1e-3``); 3e-4 scored best on the train and validation queries of heads distilled without them
-#: (README). On the same held-out queries the teacher's BM25 term (alignment.distill_lexical_weight=1) then scored
-#: higher, pooled and per task, on every seed; the recipe has it since 2026-11-27 (row ``rec_no_lexical``: without
-#: it). Until the same day, stage 1 on another index than the labels' (alignment_tasks) picked the map's weight under
-#: the clarity guard instead of distilling (row ``rec_index+clarity_guard``); on that index's judged non-test
-#: queries, which training never read, distilling scored higher on every seed and collection
-#: (benchmarks/transfer_selection.py).
+#: (docs/quality.md). On the same held-out queries the teacher's BM25 term (alignment.distill_lexical_weight=1)
+#: then scored higher, pooled and per task, on every seed; the recipe has it since 2026-11-27 (row
+#: ``rec_no_lexical``: without it). Until the same day, stage 1 on another index than the labels' (alignment_tasks)
+#: picked the map's weight under the clarity guard instead of distilling (row ``rec_index+clarity_guard``); on that
+#: index's judged non-test queries, which training never read, distilling scored higher on every seed and
+#: collection (benchmarks/transfer_selection.py).
 RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "

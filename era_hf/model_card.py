@@ -440,7 +440,7 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
     flat = _flatten(args)
     hyper = []
     for name, value in flat.items():
-        if name in NEUTRAL_FIELDS or name.rsplit(".", 1)[-1] in ("tasks", "output_dir"):
+        if name in NEUTRAL_FIELDS or name.rsplit(".", 1)[-1] in ("tasks", "alignment_tasks", "output_dir"):
             continue
         if isinstance(value, list):
             if len(value) > 12 or not value:
@@ -453,6 +453,10 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
     data_bits = []
     if task_names:
         data_bits.append("Tasks: " + ", ".join(_task_text(t) for t in task_names) + ".")
+    aligned = args.get("alignment_tasks") or []
+    if isinstance(aligned, list) and aligned:
+        data_bits.append("Stage 1 aligned on " + ", ".join(_task_text(t) for t in aligned) + " instead: documents and "
+                         "query texts outside the test split, no labels.")
     ratio = args.get("label_ratio", log.get("label_ratio"))
     if isinstance(ratio, (int, float)):
         data_bits.append(f"Labels: {100 * ratio:g}% of each task's judged queries (label ratio r = {ratio:g}; "
@@ -506,9 +510,11 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")
     recipe = args.get("recipe") or log.get("recipe")
+    negatives = "every unjudged document of its task" if flat.get("adaptation.negatives") == "corpus" else \
+        "random negatives" if flat.get("adaptation.negatives") == "random" else "mined hard negatives"
     summary = {
         "both": "Stage 1 aligns the head on identical texts (documents embedded by both encoders, no labels); "
-                "stage 2 adapts it on the labelled queries with InfoNCE over a positive and mined hard negatives.",
+                f"stage 2 adapts it on the labelled queries with InfoNCE of each positive against {negatives}.",
         "label_only": "Trained on the labelled queries only (stage 2 from a random head; the 'Embedding Adapter' "
                       "baseline of the paper).",
         "alignment_only": "Trained by self-supervised alignment only (stage 1, no labels).",

@@ -82,7 +82,8 @@ def eval_json(model_dir: Path, era_ndcg: float = 0.61, doc_ndcg: float = 0.48, q
 def training_log() -> dict:
     from era_hf.training.arguments import TrainingArguments
 
-    args = TrainingArguments(tasks=["/data/adi", "/data/cisi"], output_dir="/tmp/out").to_dict()
+    args = TrainingArguments(tasks=["/data/adi", "/data/cisi"], alignment_tasks=["/data/vaswani"],
+                             output_dir="/tmp/out").to_dict()
     init = {"method": "score", "weight": 0.5, "selected_by": "train + validation nDCG@10",
             "guard": {"clarity": {"0.0": 2.5, "0.5": 2.6, "1.0": 2.4}, "kept": ["0.0", "0.5"]},
             "margin": {"best": 0.5, "standard_error": 0.02, "margin_se": 1.0},
@@ -176,7 +177,23 @@ def test_model_card_metadata_and_body(published):
             "the weights the clarity guard kept (0.0, 0.5); validation nDCG@10 +0.0310 ± 0.0120 (one standard error) "
             "over weight 0, the cheap baseline") in text
     assert "arXiv:2604.03403" in text and "Align then Train" in text
-    assert "/data/adi" not in text  # no local paths in the card
+    assert "/data/adi" not in text and "/data/vaswani" not in text  # no local paths in the card
+    assert ("Stage 1 aligned on `vaswani` (local directory) instead: documents and query texts outside the test "
+            "split, no labels.") in text
+    assert "InfoNCE of each positive against mined hard negatives" in text  # the default negatives
+
+
+def test_card_says_which_negatives_stage_2_contrasted(published, tmp_path):
+    import shutil
+
+    from era_hf.model_card import build_model_card
+
+    model_dir = shutil.copytree(published["model_dir"], tmp_path / "model")
+    log = training_log()
+    log["arguments"]["adaptation"]["negatives"] = "corpus"
+    (model_dir / "training_log.json").write_text(json.dumps(log))
+    text = build_model_card(model_dir).text
+    assert "InfoNCE of each positive against every unjudged document of its task" in text
 
 
 def test_card_refuses_inconsistent_evaluations(published, tmp_path):

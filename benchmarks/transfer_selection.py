@@ -68,10 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     setup_env()
     from era_hf.benchmark import RESERVED, get_method, parse_set
     from era_hf.errors import ERAError
+    from era_hf.tasks import load_suite
 
     try:
         method = get_method(args.method)
         args.overrides = parse_set(args.set)
+        tasks = {t.name: t for t in load_suite([str(Path(args.suite) / f) for f in args.tasks])}
     except (ValueError, ERAError) as err:
         parser.error(str(err))
     fixed = sorted(k for k in args.overrides if k in RESERVED or k in PROTOCOL)
@@ -81,17 +83,14 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--method {args.method}: give a method trained on labels")
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="era-transfer-selection-") as work:
-        return _measure(args, method, Path(work))
+        return _measure(args, method, tasks, Path(work))
 
 
-def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
+def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work: Path) -> dict:
     from era_hf.benchmark import training_arguments
     from era_hf.evaluation import Baseline, ERAMethod
     from era_hf.task_embeddings import EncoderPair
-    from era_hf.tasks import load_task
 
-    suite = Path(args.suite)
-    tasks = {t.name: t for t in (load_task(str(suite / f)) for f in args.tasks)}
     queries = {n: scored_queries(t, args.label_ratio) for n, t in tasks.items()}
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 

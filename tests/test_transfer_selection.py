@@ -81,13 +81,17 @@ def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendere
 
 
 def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, suite, shared_data, tmp_path, capsys):
+    twins = tmp_path / "twins"  # two folders, one task name
+    for name in ("a", "b"):
+        shutil.copytree(shared_data / "adi", twins / name)
     for argv, said in ((["--suite", str(suite), "--method", "nope"], "unknown benchmark method 'nope'"),
                        (["--suite", str(suite), "--method", "distill_only"], "trained on labels"),
                        (["--suite", str(suite), "--method", "rec+shrink", "--set",
                          "alignment.distill_judged_queries=true"], "distill_judged_queries: fixed"),
                        (["--suite", str(suite), "--method", "rec+shrink", "--set", "seed=3"], "seed: fixed"),
                        (["--suite", str(shared_data), "--tasks", "adi", "--method", "rec+shrink"], "at least two"),
-                       (["--suite", str(tmp_path / "nope"), "--method", "rec+shrink"], "--suite")):
+                       (["--suite", str(tmp_path / "nope"), "--method", "rec+shrink"], "--suite"),
+                       (["--suite", str(twins), "--method", "rec+shrink"], "duplicate task name 'adi'")):
         with pytest.raises(SystemExit) as exit_info:
             script.main([*argv, "--out", str(tmp_path / "out.json")])
         assert exit_info.value.code == 2 and said in capsys.readouterr().err

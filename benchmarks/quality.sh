@@ -125,9 +125,9 @@ transfer() {  # METHOD...
             --out "$OUT/transfer_selection/${m//+/_}.json"
     done
 }
-transfer rec_index+clarity_guard era_recommended_index rec_index+shrink &
+transfer rec_index+clarity_guard era_recommended_index rec_index+shrink rec_index+no_guard &
 TRANSFER=$!
-transfer era_recommended rec+shrink
+transfer era_recommended rec+shrink rec_index+distill
 wait "$TRANSFER"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

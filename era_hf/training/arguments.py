@@ -255,8 +255,9 @@ class TrainingArguments:
     tasks: list[str] = _f([], "task specs: BEIR directories, a suite directory of task directories, Hub ids "
                               "(mair:<Task>, BeIR/<name>) or builtin:stdlib-code")
     alignment_tasks: list[str] = _f([], "stage 1 aligns on the documents of these tasks instead of the training "
-                                        "tasks' (only their corpora are read, no labels): e.g. the index the adapter "
-                                        "will search when its labels come from other collections")
+                                        "tasks' (their corpora and query texts outside the test split are read, "
+                                        "never their labels): e.g. the index the adapter will search when its "
+                                        "labels come from other collections")
     unlabelled_queries: list[str] = _f([], "query logs without judgments, as TASK=FILE (FILE alone when stage 1 "
                                            "reads one task): .jsonl lines with a 'text' field, or .txt with one "
                                            "query per line; added to the task stage 1 aligns on as unjudged "

@@ -64,11 +64,12 @@ def parse_config(text: str) -> tuple[str, dict]:
     return name.strip(), overrides
 
 
-def scored_queries(task, label_ratio: float) -> list[str]:
-    """A task's judged queries outside its test split (train and validation, at any ratio), in task order."""
+def scored_queries(task, label_ratio: float, split_seed: int | None = None) -> list[str]:
+    """A task's judged queries outside its test split (train and validation, at any ratio), in task order; the
+    benchmark's split unless ``split_seed`` names another."""
     from era_hf.benchmark import SPLIT_SEED
 
-    test = set(task.split(label_ratio, SPLIT_SEED).test)
+    test = set(task.split(label_ratio, SPLIT_SEED if split_seed is None else split_seed).test)
     return [q for q in task.judged_query_ids() if q not in test]
 
 

@@ -17,9 +17,13 @@ What the protocol changes, and so what it does not measure exactly:
 - the clarity guard (``score_weight_guard=clarity``, what ``auto`` resolves to when stage 1 aligns on the held-out
   index) still reads the held-out collection's non-test query texts, unlabelled, to pick one weight.
 
+``--split-seed S`` scores the complement of another test split (training then splits every task with seed S too),
+to see whether a choice holds beyond the benchmark's split (42).
+
 Writes ``OUT`` (JSON: command, environment, per seed the nDCG@10 per held-out collection and macro, with the ``doc``
-and ``fusion`` baselines on the same queries); files under ``results/transfer_selection/`` become a section of
-BENCHMARKS.md (:func:`render_transfer_selection_section`), one row per file.
+and ``fusion`` baselines on the same queries); files under ``results/transfer_selection/`` (any depth; by
+convention ``splitS/`` for other split seeds) become a section of BENCHMARKS.md
+(:func:`render_transfer_selection_section`), one row per file, one table per split seed.
 
 Example::
 
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--document-encoder", default=MINILM)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--label-ratio", type=float, default=0.2)
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="the test split whose complement is scored (default: the benchmark's, 42)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     args.tasks = suite_folders(parser, args.suite, args.tasks)
@@ -89,9 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
 def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work: Path) -> dict:
     from era_hf.benchmark import training_arguments
     from era_hf.evaluation import Baseline, ERAMethod
+    from era_hf.benchmark import SPLIT_SEED
     from era_hf.task_embeddings import EncoderPair
 
-    queries = {n: scored_queries(t, args.label_ratio) for n, t in tasks.items()}
+    split_seed = SPLIT_SEED if args.split_seed is None else args.split_seed
+    queries = {n: scored_queries(t, args.label_ratio, split_seed) for n, t in tasks.items()}
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def score(m: Any, names: list[str]) -> dict[str, float]:
@@ -100,13 +108,13 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
     names = list(tasks)
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
     run.results = {"tasks": names, "method": method.name, "overrides": args.overrides, "protocol": PROTOCOL,
-                   "n_scored": {n: len(q) for n, q in queries.items()}, "seeds": args.seeds,
+                   "split_seed": split_seed, "n_scored": {n: len(q) for n, q in queries.items()}, "seeds": args.seeds,
                    "label_ratio": args.label_ratio,
                    "baselines": {b: with_macro(score(Baseline(b), names)) for b in ("doc", "fusion")}, "runs": []}
     for seed in args.seeds:
         def make_args(group: list[str]) -> Any:
             return training_arguments(method, pair=pair, ratio=args.label_ratio, seed=seed,
-                                      overrides={**args.overrides, **PROTOCOL},
+                                      overrides={**args.overrides, **PROTOCOL}, split_seed=split_seed,
                                       output_dir=str(work / f"{seed}-{'+'.join(group)}"))
 
         run.results["runs"].append(train_and_score("leave_one_out", tasks, make_args,
@@ -119,40 +127,64 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
 
 
 def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
-    """BENCHMARKS.md's section from ``results_dir/transfer_selection/*.json`` (empty when there is none): one table,
-    the baselines first, then one row per file, each cell the mean over seeds with its difference from ``doc``."""
+    """BENCHMARKS.md's section from ``results_dir/transfer_selection/**/*.json`` (empty when there is none): per split
+    seed one table, the baselines first, then one row per file, each cell the mean over seeds with its difference
+    from ``doc``; then, when there are several split seeds, each method's mean gain over ``doc`` across them."""
     import json
 
-    paths = sorted((Path(results_dir) / FOLDER).glob("*.json"))
+    from era_hf.benchmark import SPLIT_SEED
+
+    paths = sorted((Path(results_dir) / FOLDER).rglob("*.json"))
     if not paths:
         return ""
-    records = [(p, json.loads(p.read_text(encoding="utf-8"))) for p in paths]
-    first = records[0][1]["results"]
-    names, doc = first["tasks"], first["baselines"]["doc"]
-    lines = ["Scored queries (per held-out collection: judged, outside the test split, never read in training): "
-             + ", ".join(f"{n} {first['n_scored'][n]}" for n in names) + ".", "",
-             "| nDCG@10 (vs `doc`) | " + " | ".join(names) + " | **macro** | worst vs `doc` | seeds |",
-             "|:---|" + "---:|" * (len(names) + 3)]
-    for b, v in first["baselines"].items():
-        lines.append(f"| `{b}` | " + " | ".join(f"{v[n]:.4f}" for n in names) + f" | **{v['macro']:.4f}** | | |")
-    for path, rec in records:
-        r = rec["results"]
-        if r["tasks"] != names or r["n_scored"] != first["n_scored"] or r["baselines"]["doc"] != doc:
-            raise ValueError(f"{paths[0]} and {path.name} were scored on different tasks or queries; run them alike")
-        mean = {n: float(np.mean([s[n] for s in r["runs"]])) for n in [*names, "macro"]}
-        worst = min(names, key=lambda n: mean[n] - doc[n])
-        per_seed = " / ".join(f"{s['macro']:.4f}" for s in r["runs"])
-        label = f"`{r['method']}`" + "".join(f", `{k}={v}`" for k, v in r["overrides"].items())
-        lines.append(f"| {label} | " + " | ".join(f"{mean[n]:.4f} ({mean[n] - doc[n]:+.3f})" for n in names)
-                     + f" | **{mean['macro']:.4f}** ({mean['macro'] - doc['macro']:+.4f}) | {worst} "
-                     f"{mean[worst] - doc[worst]:+.4f} | {per_seed} |")
-    provenance = "; ".join(f"`{p.name}`: `{rec['command']}`, {rec['date']}, {rec['wall_seconds'] / 60:.1f} min"
-                           + "".join(f" ({note})" for note in rec.get("notes", [])) for p, rec in records)
+    by_split: dict[int, list[tuple[Path, dict]]] = {}
+    for path in paths:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        by_split.setdefault(rec["results"].get("split_seed", SPLIT_SEED), []).append((path, rec))
+    lines: list[str] = []
+    across: dict[str, list[tuple[float, float]]] = {}  # row -> (macro gain, worst collection's gain) per split
+    for split_seed in sorted(by_split, key=lambda seed: (seed != SPLIT_SEED, seed)):
+        records = by_split[split_seed]
+        first = records[0][1]["results"]
+        names, doc = first["tasks"], first["baselines"]["doc"]
+        lines += [f"### Split seed {split_seed}" + (" (the benchmark's)" if split_seed == SPLIT_SEED else ""), "",
+                  "Scored queries (per held-out collection: judged, outside the test split, never read in "
+                  "training): " + ", ".join(f"{n} {first['n_scored'][n]}" for n in names) + ".", "",
+                  "| nDCG@10 (vs `doc`) | " + " | ".join(names) + " | **macro** | worst vs `doc` | seeds |",
+                  "|:---|" + "---:|" * (len(names) + 3)]
+        for b, v in first["baselines"].items():
+            lines.append(f"| `{b}` | " + " | ".join(f"{v[n]:.4f}" for n in names) + f" | **{v['macro']:.4f}** | | |")
+        for path, rec in records:
+            r = rec["results"]
+            if r["tasks"] != names or r["n_scored"] != first["n_scored"] or r["baselines"]["doc"] != doc:
+                raise ValueError(f"{records[0][0]} and {path.name} were scored on different tasks or queries; "
+                                 "run them alike")
+            mean = {n: float(np.mean([s[n] for s in r["runs"]])) for n in [*names, "macro"]}
+            worst = min(names, key=lambda n: mean[n] - doc[n])
+            per_seed = " / ".join(f"{s['macro']:.4f}" for s in r["runs"])
+            label = f"`{r['method']}`" + "".join(f", `{k}={v}`" for k, v in r["overrides"].items())
+            lines.append(f"| {label} | " + " | ".join(f"{mean[n]:.4f} ({mean[n] - doc[n]:+.3f})" for n in names)
+                         + f" | **{mean['macro']:.4f}** ({mean['macro'] - doc['macro']:+.4f}) | {worst} "
+                         f"{mean[worst] - doc[worst]:+.4f} | {per_seed} |")
+            across.setdefault(label, []).append((mean["macro"] - doc["macro"], mean[worst] - doc[worst]))
+        lines.append("")
+    if len(by_split) > 1:
+        lines += ["### Across split seeds", "",
+                  "| row | split seeds | mean macro gain over `doc` | splits with no collection below `doc` - 0.005 |",
+                  "|:---|---:|---:|---:|"]
+        for label, gains in across.items():
+            lines.append(f"| {label} | {len(gains)} | {np.mean([g for g, _ in gains]):+.4f} | "
+                         f"{sum(w >= -0.005 for _, w in gains)} of {len(gains)} |")
+        lines.append("")
+    provenance = "; ".join(f"`{p.relative_to(Path(results_dir) / FOLDER)}`: `{rec['command']}`, {rec['date']}, "
+                           f"{rec['wall_seconds'] / 60:.1f} min" + "".join(f" ({note})" for note in rec.get("notes", []))
+                           for records in by_split.values() for p, rec in records)
     intro = ("`benchmarks/transfer_selection.py` (module docstring): each method trained on four collections with "
              "`alignment.distill_judged_queries=False` (r = 0.2) and scored on the fifth's judged queries outside the "
              "test split, which neither its stage 1 nor its stage 2 read. Test queries are not read. " + provenance
              + ".")
-    return "\n".join(["## Choosing leave-one-out options on queries training never read", "", intro, "", *lines, ""])
+    return "\n".join(["## Choosing leave-one-out options on queries training never read", "", intro, "", *lines])
+
 
 if __name__ == "__main__":
     main()

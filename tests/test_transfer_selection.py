@@ -66,6 +66,18 @@ def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendere
     assert any(line.startswith(index_row) for line in section.splitlines())
     assert script.render_transfer_selection_section(tmp_path / "nothing") == ""
 
+    # another split seed scores the complement of another test half, in a table of its own, then across splits
+    other = script.main([*argv, "--method", "rec+shrink", "--split-seed", "7",
+                         "--out", str(folder / "split7" / "shrink.json")])["results"]
+    assert other["split_seed"] == 7 and r["split_seed"] == 42
+    assert other["n_scored"]["adi"] == len(script.scored_queries(adi, 0.2, 7))
+    assert set(script.scored_queries(adi, 0.2, 7)) != set(scored)
+    section = script.render_transfer_selection_section(tmp_path / "results")
+    assert "### Split seed 42 (the benchmark's)" in section and "### Split seed 7\n" in section
+    gains = [run["macro"] - doc, other["runs"][0]["macro"] - other["baselines"]["doc"]["macro"]]
+    assert f"| `rec+shrink`, `alignment.distill_steps=5`, `adaptation.epochs=2` | 2 | {np.mean(gains):+.4f} |" in section
+    assert "`split7/shrink.json`" in section
+
     # a file's notes (e.g. a renamed row) follow its command
     noted = json.loads((folder / "shrink.json").read_text())
     noted["notes"] = ["measured as rec+old_name, renamed"]

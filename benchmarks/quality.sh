@@ -129,5 +129,18 @@ transfer rec_index+clarity_guard era_recommended_index rec_index+shrink rec_inde
 TRANSFER=$!
 transfer era_recommended rec+shrink rec_index+distill
 wait "$TRANSFER"
+#     The same three choices on five other test splits (1 training seed each).
+transfer_split() {  # SPLIT_SEED METHOD...
+    for m in "${@:2}"; do
+        python benchmarks/transfer_selection.py --suite "$SUITE" --method "$m" --split-seed "$1" --seeds 0 \
+            --threads 1 --out "$OUT/transfer_selection/split$1/${m//+/_}.json"
+    done
+}
+for s in 0 1 2 3 4; do
+    transfer_split "$s" era_recommended_index rec_index+shrink &
+    TRANSFER=$!
+    transfer_split "$s" rec_index+clarity_guard
+    wait "$TRANSFER"
+done
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

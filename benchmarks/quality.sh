@@ -129,10 +129,10 @@ transfer rec_index+clarity_guard era_recommended_index rec_index+shrink rec_inde
 TRANSFER=$!
 transfer era_recommended rec+shrink rec_index+distill
 wait "$TRANSFER"
-#     The same three choices on five other test splits (1 training seed each).
+#     The same three choices on five other test splits (3 training seeds each).
 transfer_split() {  # SPLIT_SEED METHOD...
     for m in "${@:2}"; do
-        python benchmarks/transfer_selection.py --suite "$SUITE" --method "$m" --split-seed "$1" --seeds 0 \
+        python benchmarks/transfer_selection.py --suite "$SUITE" --method "$m" --split-seed "$1" \
             --threads 1 --out "$OUT/transfer_selection/split$1/${m//+/_}.json"
     done
 }

@@ -126,6 +126,31 @@ def suite_folders(parser: argparse.ArgumentParser, suite: str, tasks: Sequence[s
     return list(tasks or sorted(p.name for p in root.iterdir() if (p / "corpus.jsonl").exists()))
 
 
+def trained_method(parser: argparse.ArgumentParser, name: str, set_items: Sequence[str],
+                   fixed: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """The `era-hf benchmark` method ``name`` (trained on labels) and the overrides of ``set_items`` (``--set
+    KEY=VALUE``, parsed as the benchmark does); an unknown method, a method without labels, a bad item, or an item
+    that sets a field the benchmark (or the script: ``fixed``) sets itself is refused by ``parser`` (one line,
+    exit 2)."""
+    from era_hf.benchmark import RESERVED, get_method, parse_set
+    from era_hf.errors import ERAError
+
+    try:
+        method = get_method(name)
+    except ERAError as err:
+        parser.error(f"--method: {err}")
+    try:
+        overrides = parse_set(set_items)
+    except (ValueError, ERAError) as err:
+        parser.error(str(err))
+    taken = sorted(k for k in overrides if k in RESERVED or k in fixed)
+    if taken:
+        parser.error(f"--set {', '.join(taken)}: fixed by this benchmark")
+    if not method.uses_labels:
+        parser.error(f"--method {name}: give a method trained on labels")
+    return method, overrides
+
+
 def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
     """``per_task`` plus its unweighted mean over tasks under ``"macro"``."""
     return {**per_task, "macro": sum(per_task.values()) / len(per_task)}

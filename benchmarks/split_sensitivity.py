@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MINILM, MPNET, Run, ndcg_per_query, set_threads, setup_env, suite_folders,  # noqa: E402
-                     train_and_score, with_macro)
+                     train_and_score, trained_method, with_macro)
 
 FOLDER = "split_sensitivity"
 NDCG = "ndcg@10"
@@ -71,22 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.zero_shot_splits < 1:
         parser.error("--zero-shot-splits: give at least 1")
     setup_env()
-    from era_hf.benchmark import RESERVED, get_method, parse_set
-    from era_hf.errors import ERAError
-
-    try:
-        method = get_method(args.method)
-    except ERAError as err:
-        parser.error(f"--method: {err}")
-    try:
-        args.overrides = parse_set(args.set)
-    except (ValueError, ERAError) as err:
-        parser.error(str(err))
-    reserved = sorted(k for k in args.overrides if k in RESERVED)
-    if reserved:
-        parser.error(f"--set {', '.join(reserved)}: fixed by this benchmark")
-    if not method.uses_labels:
-        parser.error(f"--method {args.method}: give a method trained on labels")
+    method, args.overrides = trained_method(parser, args.method, args.set)
     if method.align_on_test and args.protocols != ["leave_one_out"]:
         parser.error(f"--method {args.method} aligns on the held-out task: run it with --protocols leave_one_out "
                      "alone (as era-hf benchmark does)")

@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MINILM, MPNET, Run, ndcg_per_query, set_threads, setup_env,  # noqa: E402
-                     suite_folders, train_and_score, with_macro)
+                     suite_folders, train_and_score, trained_method, with_macro)
 from stage1_selection import scored_queries  # noqa: E402
 
 FOLDER = "transfer_selection"
@@ -72,30 +72,22 @@ def main(argv: list[str] | None = None) -> dict:
     if len(args.tasks) < 2:
         parser.error("--tasks: leave-one-out needs at least two tasks")
     setup_env()
-    from era_hf.benchmark import RESERVED, get_method, parse_set
     from era_hf.errors import ERAError
     from era_hf.tasks import load_suite
 
+    method, args.overrides = trained_method(parser, args.method, args.set, fixed=tuple(PROTOCOL))
     try:
-        method = get_method(args.method)
-        args.overrides = parse_set(args.set)
         tasks = {t.name: t for t in load_suite([str(Path(args.suite) / f) for f in args.tasks])}
-    except (ValueError, ERAError) as err:
+    except ERAError as err:
         parser.error(str(err))
-    fixed = sorted(k for k in args.overrides if k in RESERVED or k in PROTOCOL)
-    if fixed:
-        parser.error(f"--set {', '.join(fixed)}: fixed by this benchmark")
-    if not method.uses_labels:
-        parser.error(f"--method {args.method}: give a method trained on labels")
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="era-transfer-selection-") as work:
         return _measure(args, method, tasks, Path(work))
 
 
 def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work: Path) -> dict:
-    from era_hf.benchmark import training_arguments
+    from era_hf.benchmark import SPLIT_SEED, training_arguments
     from era_hf.evaluation import Baseline, ERAMethod
-    from era_hf.benchmark import SPLIT_SEED
     from era_hf.task_embeddings import EncoderPair
 
     split_seed = SPLIT_SEED if args.split_seed is None else args.split_seed
@@ -134,7 +126,8 @@ def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
 
     from era_hf.benchmark import SPLIT_SEED
 
-    paths = sorted((Path(results_dir) / FOLDER).rglob("*.json"))
+    folder = Path(results_dir) / FOLDER
+    paths = sorted(folder.rglob("*.json"))
     if not paths:
         return ""
     by_split: dict[int, list[tuple[Path, dict]]] = {}
@@ -176,8 +169,8 @@ def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
             lines.append(f"| {label} | {len(gains)} | {np.mean([g for g, _ in gains]):+.4f} | "
                          f"{sum(w >= -0.005 for _, w in gains)} of {len(gains)} |")
         lines.append("")
-    provenance = "; ".join(f"`{p.relative_to(Path(results_dir) / FOLDER)}`: `{rec['command']}`, {rec['date']}, "
-                           f"{rec['wall_seconds'] / 60:.1f} min" + "".join(f" ({note})" for note in rec.get("notes", []))
+    provenance = "; ".join(f"`{p.relative_to(folder)}`: `{rec['command']}`, {rec['date']}, "
+                           f"{rec['wall_seconds'] / 60:.1f} min" + "".join(f" ({n})" for n in rec.get("notes", []))
                            for records in by_split.values() for p, rec in records)
     intro = ("`benchmarks/transfer_selection.py` (module docstring): each method trained on four collections with "
              "`alignment.distill_judged_queries=False` (r = 0.2) and scored on the fifth's judged queries outside the "

@@ -75,7 +75,8 @@ def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendere
     section = script.render_transfer_selection_section(tmp_path / "results")
     assert "### Split seed 42 (the benchmark's)" in section and "### Split seed 7\n" in section
     gains = [run["macro"] - doc, other["runs"][0]["macro"] - other["baselines"]["doc"]["macro"]]
-    assert f"| `rec+shrink`, `alignment.distill_steps=5`, `adaptation.epochs=2` | 2 | {np.mean(gains):+.4f} |" in section
+    row = "| `rec+shrink`, `alignment.distill_steps=5`, `adaptation.epochs=2`"
+    assert f"{row} | 2 | {np.mean(gains):+.4f} |" in section
     assert "`split7/shrink.json`" in section
 
     # a file's notes (e.g. a renamed row) follow its command

@@ -378,7 +378,8 @@ class TrainingArguments:
         if self.adaptation.shrink_margin_se is not None and not self.anchor:
             raise ERAError("adaptation.shrink_margin_se scales an anchored head's correction toward the anchor: it "
                            "needs --anchor (as in --recipe recommended)")
-        if distills(self) and (self.alignment.score_weight_margin_se or self.alignment.score_weight_guard == "clarity"):
+        al = self.alignment
+        if distills(self) and (al.score_weight_margin_se or al.score_weight_guard == "clarity"):
             raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "
                            "weight on labels; a distilled map (alignment.distill_steps) has no weight to pick: "
                            "pass --alignment.distill-steps 0 to pick the weight instead")

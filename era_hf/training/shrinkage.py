@@ -5,9 +5,9 @@ learned correction. Trained on some collections, the full correction overshoots 
 :func:`shrink_correction` tries each scale of ``adaptation.shrink_scales`` on the validation queries and keeps the
 smallest one within ``adaptation.shrink_margin_se`` standard errors of the best (the one-standard-error rule at 1),
 written into the head's weights: the saved model is a plain head (a scale of 1 changes nothing). Measured
-(docs/quality.md, "Shrinking the correction"): leave-one-out it raised four of the five held-out collections on the benchmark split,
-and three of six test splits then kept every collection within 0.005 of the cheap index; with one collection's few
-validation queries (one adapter per collection) it shrinks too far.
+(docs/quality.md, "Shrinking the correction"): leave-one-out it raised four of the five held-out collections on the
+benchmark split, and three of six test splits then kept every collection within 0.005 of the cheap index; with one
+collection's few validation queries (one adapter per collection) it shrinks too far.
 
 Example:
     >>> import numpy as np

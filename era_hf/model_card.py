@@ -510,8 +510,8 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")
     recipe = args.get("recipe") or log.get("recipe")
-    negatives = "every unjudged document of its task" if flat.get("adaptation.negatives") == "corpus" else \
-        "random negatives" if flat.get("adaptation.negatives") == "random" else "mined hard negatives"
+    negatives = {"corpus": "every unjudged document of its task", "random": "random negatives"}.get(
+        flat.get("adaptation.negatives"), "mined hard negatives")
     summary = {
         "both": "Stage 1 aligns the head on identical texts (documents embedded by both encoders, no labels); "
                 f"stage 2 adapts it on the labelled queries with InfoNCE of each positive against {negatives}.",

@@ -76,7 +76,7 @@ def import_arrays(texts_file: Path, arrays: Path) -> None:
     cache, fp = EmbeddingCache(), record["fingerprint"]
     for name, entry in record["tasks"].items():
         parts = sorted(arrays.glob(f"{name}.*.npy"), key=lambda p: int(p.name.split(".")[-2]))
-        array = np.concatenate([np.load(p) for p in parts])
+        array = np.concatenate([np.load(p, allow_pickle=False) for p in parts])
         if len(array) != len(entry["texts"]):
             sys.exit(f"{name}: {len(array)} rows for {len(entry['texts'])} texts")
         here = cache.lookup(fp, entry["texts"])

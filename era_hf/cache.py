@@ -248,8 +248,8 @@ class EmbeddingCache:
         }
         try:
             with atomic_path(npy) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, array, allow_pickle=False)
+                with open(tmp, "wb") as tmp_file:  # np.save(path) would append ".npy" to the temp name
+                    np.save(tmp_file, array, allow_pickle=False)
             atomic_write_json(meta_path, meta)
         except OSError as err:
             if not self._unwritable_warned:

@@ -10,6 +10,8 @@ safetensors; it reads no pickle and executes nothing else.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +25,8 @@ from .heads import build_head
 from .text_encoding import OFFLINE_HINT, check_texts, detect_pooling, encode_texts, format_queries, load_encoder
 
 LORA_SUBFOLDER = "query_encoder_lora"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 DEFAULT_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
 
 
@@ -250,12 +254,32 @@ class ERAModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save config + head safetensors (+ LoRA adapter); never the frozen encoders' weights."""
+        """Save config + head safetensors (+ LoRA adapter); never the frozen encoders' weights.
+
+        Everything is written into a temp folder inside ``save_directory`` first, then each file is synced and
+        moved into place (a rename), so a crash leaves every file either as it was or complete.
+        """
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
         kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if k.startswith("head.")}
         kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
-        if self.config.lora and self.query_encoder is not None:
-            self.query_encoder.save_pretrained(os.path.join(save_directory, LORA_SUBFOLDER))
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", out.name)  # transformers would name the repo after the temp folder
+        tmp = Path(tempfile.mkdtemp(prefix=".era-model-", dir=out))
+        try:
+            super().save_pretrained(tmp, **kwargs)
+            if self.config.lora and self.query_encoder is not None:
+                self.query_encoder.save_pretrained(tmp / LORA_SUBFOLDER)
+            for path in sorted(tmp.rglob("*")):
+                if path.is_file():
+                    target = out / path.relative_to(tmp)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open(path, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.chmod(path, 0o666 & ~_UMASK)  # mkdtemp-private files get a plain open()'s mode
+                    os.replace(path, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_frozen(model_id: str, revision: str | None, dim: int, role: str, **kwargs: Any) -> tuple[Any, Any, str | None]:

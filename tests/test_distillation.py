@@ -123,7 +123,7 @@ def test_distilled_stage1_learns_the_fused_ranking_deterministically(tmp_path, c
     assert "score-map weight" not in text  # nothing was picked on labels
     again, _ = run([adi], distill_args(tmp_path / "b", cache_dir, distill_steps=40))
     first, second = head_tensors(tmp_path / "a"), head_tensors(tmp_path / "b")
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_result_hashes_hold_the_distillation_settings_only_where_it_runs():
@@ -217,7 +217,8 @@ def test_stage2_distillation_term_keeps_the_fused_ranking_and_resumes_identicall
         run([adi], stage2_distill_args(out, cache_dir, 5.0, stop_after="adaptation:1"))
     run([adi], stage2_distill_args(out, cache_dir, 5.0, resume=True))
     first, second = head_tensors(tmp_path / "full"), head_tensors(out)
-    assert all(torch.equal(first[k], second[k]) for k in first)  # its batches are re-drawn per epoch on resume
+    # its batches are re-drawn per epoch on resume
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_result_hashes_hold_the_distillation_settings_when_stage2_distils():

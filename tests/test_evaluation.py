@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -172,19 +171,9 @@ def test_fusion_baseline_sums_the_two_cosine_scores(adi, cache_dir):
 
 
 def _run_cli(argv):
-    """Through era_hf.cli once the lead registers the module; a local parser until then."""
     from era_hf import cli
 
-    if "era_hf.evaluation" in cli.COMMAND_MODULES:
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="era-hf")
-    evaluation.register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ERAError as err:
-        print(f"error: {err}")
-        return 2
+    return cli.main(argv)
 
 
 def test_cli_end_to_end_and_warm_cache(adi, doc_result, cache_dir, shared_data, tmp_path, capsys):
@@ -234,4 +223,6 @@ def test_cli_errors(shared_data, capsys):
     captured = capsys.readouterr()
     assert "pass --model and/or --baseline" in captured.out + captured.err
     assert _run_cli(task + ["--model", "x/y", "--query-encoder", MPNET]) == 2
+    assert "an ERA model brings its own encoders" in capsys.readouterr().err
     assert _run_cli(["evaluate", "--task", "/nonexistent/task", "--baseline", "doc"]) == 2
+    assert "task directory '/nonexistent/task' does not exist" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 
 * hand-checked tiny examples (the arithmetic is in the comments);
 * agreement with pytrec_eval (trec_eval) to 1e-6 on real BM25 runs over the
-  Cranfield (graded) and ADI (binary) collections in /work/shared/data;
+  Cranfield (graded) and ADI (binary) collections in ../shared/data (beside the clone);
 * hypothesis properties (bounds, perfect ranking, invariance, monotonicity);
-* the ``evaluate`` module loaded by local path, offline, gives the same numbers.
+* the ``evaluate`` module loaded by local path in a fresh offline process (empty caches) gives the same numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +35,9 @@ from era_hf.metrics import (
     retrieval_metrics,
 )
 
-DATA = Path(os.environ.get("ERA_HF_TEST_DATA", "/work/shared/data"))
+from conftest import REPO_ROOT, SHARED_DATA
+
+DATA = Path(os.environ.get("ERA_HF_TEST_DATA", SHARED_DATA))  # default: <clone>/../shared/data
 KS = (1, 5, 10, 20, 100)
 
 
@@ -354,44 +358,92 @@ def test_order_of_unjudged_docs_is_irrelevant(case, rnd):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def era_metric(tmp_path_factory):
-    # Offline: loading by local path must not need the Hub.  The variables are
-    # read when evaluate / huggingface_hub are imported, so set them first and
-    # also flip the already-read flags in case another test imported them.
-    mp = pytest.MonkeyPatch()
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
-        mp.setenv(var, "1")
-    import evaluate
-    import huggingface_hub.constants
-
-    mp.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
-    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+# Run in a fresh interpreter: the offline flags and cache paths are read when evaluate / datasets /
+# huggingface_hub are imported, so they are set in the environment before any import.
+EVALUATE_OFFLINE_SCRIPT = """
+import json, sys, traceback
+import evaluate, huggingface_hub.constants as hub
+from era_hf.errors import ERAError
+from era_hf.metrics import METRIC_MODULE_PATH
+cases_path, out_path, cache_dir = sys.argv[1:4]
+with open(cases_path) as f:
+    cases = json.load(f)
+metric = evaluate.load(METRIC_MODULE_PATH, keep_in_memory=True, cache_dir=cache_dir)
+results = []
+for kwargs in cases:
+    if "ks" in kwargs:
+        kwargs["ks"] = tuple(kwargs["ks"])
     try:
-        yield evaluate.load(
-            METRIC_MODULE_PATH, keep_in_memory=True, cache_dir=str(tmp_path_factory.mktemp("evaluate_cache"))
-        )
-    finally:
-        mp.undo()
+        got = metric.compute(**kwargs)
+    except ERAError as err:
+        results.append({"raised": "ERAError", "message": str(err)})
+    except Exception as err:
+        results.append({"raised": type(err).__qualname__, "message": traceback.format_exc()})
+    else:
+        results.append({"raised": None, "result": [[name, float(value)] for name, value in got.items()]})
+seen = {"hub_offline": hub.HF_HUB_OFFLINE, "evaluate_offline": evaluate.config.HF_EVALUATE_OFFLINE}
+with open(out_path, "w") as f:
+    json.dump({"seen": seen, "results": results}, f)
+"""
 
 
-def test_evaluate_module_matches_library(era_metric):
+def compute_offline(tmp_path: Path, cases: list[dict]) -> list[dict]:
+    """``evaluate.load(METRIC_MODULE_PATH).compute(**case)`` for each case, in one offline process whose HF caches
+    are empty folders under ``tmp_path``; an ERAError is returned as ``{"raised": "ERAError", "message": ...}``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        HF_HOME=str(tmp_path / "home"),
+        HF_HUB_CACHE=str(tmp_path / "hub"),
+        HF_DATASETS_CACHE=str(tmp_path / "datasets"),
+        HF_EVALUATE_CACHE=str(tmp_path / "evaluate"),
+        HF_MODULES_CACHE=str(tmp_path / "modules"),
+        XDG_CACHE_HOME=str(tmp_path / "xdg"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", EVALUATE_OFFLINE_SCRIPT, str(tmp_path / "cases.json"), str(out),
+         str(tmp_path / "evaluate_cache")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    record = json.loads(out.read_text())
+    # The variables took effect: the libraries themselves report offline mode.
+    assert record["seen"] == {"hub_offline": True, "evaluate_offline": True}, record["seen"]
+    return record["results"]
+
+
+def test_evaluate_module_matches_library(tmp_path):
     qids, ranked, qrels, _ = _bm25_run("cranfield")  # graded qrels
     references = [
         {"query_id": q, "doc_ids": list(qrels[q]), "scores": list(qrels[q].values())} for q in qids
     ]
-    got = era_metric.compute(predictions=ranked, references=references)
+    full, small, unjudged = compute_offline(
+        tmp_path,
+        [
+            {"predictions": ranked, "references": references},
+            {"predictions": [["a", "b"]], "references": [{"query_id": "q", "doc_ids": ["b"], "scores": [1]}],
+             "ks": [1, 5]},
+            {"predictions": [["a"]], "references": [{"query_id": "q0", "doc_ids": ["a"], "scores": [0]}]},
+        ],
+    )  # fmt: skip
+
+    assert full["raised"] is None, full["message"]
+    got = dict(full["result"])
     want = mean_metrics(retrieval_metrics(qids, ranked, qrels))
     assert list(got) == METRIC_NAMES
     for name in METRIC_NAMES:
         assert got[name] == pytest.approx(want[name], abs=1e-12), name
 
-    got = era_metric.compute(
-        predictions=[["a", "b"]], references=[{"query_id": "q", "doc_ids": ["b"], "scores": [1]}], ks=(1, 5)
-    )
+    assert small["raised"] is None, small["message"]
+    got = dict(small["result"])
     # b at rank 2: nDCG@5 = 1/log2(3) = 0.6309298, recall@5 = 1, MRR = MAP = 0.5
     assert got == pytest.approx(
         {"ndcg@1": 0.0, "ndcg@5": 1 / math.log2(3), "recall@1": 0.0, "recall@5": 1.0, "mrr@100": 0.5, "map@100": 0.5}
     )
-    with pytest.raises(ERAError, match="'q0'"):
-        era_metric.compute(predictions=[["a"]], references=[{"query_id": "q0", "doc_ids": ["a"], "scores": [0]}])
+    assert unjudged["raised"] == "ERAError", unjudged
+    assert "'q0'" in unjudged["message"], unjudged["message"]

@@ -92,9 +92,11 @@ def test_length_sorted_batching_keeps_order(minilm_encoder):
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
-def test_truncation_warns(minilm_encoder):
-    with pytest.warns(UserWarning, match="truncated"):
-        minilm_encoder.encode(["word " * 600])
+def test_truncation_warns_once_per_call(minilm_encoder):
+    with pytest.warns(UserWarning, match="truncated") as record:
+        minilm_encoder.encode(["word " * 600, "short", "term " * 700, "text " * 800])
+    assert len([w for w in record if "truncated" in str(w.message)]) == 1
+    assert "3 of 4 texts" in str(record[0].message)
 
 
 def test_bad_input_is_a_clear_error(default_model):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,10 +30,12 @@ from era_hf.tasks import (
 from era_hf.tasks.mair import MAIR_TASKS, mair_task_names, parse_mair_spec
 from era_hf.tasks.stdlib_code import MAX_SUMMARY_WORDS, MIN_SUMMARY_WORDS, STDLIB_CODE_INSTRUCTION, stdlib_files
 
-DATA = Path("/work/shared/data")
+from conftest import REPO_ROOT, SHARED_DATA
+
+DATA = SHARED_DATA  # <clone>/../shared/data, wherever the clone is
 FIXTURES = Path(__file__).parent / "fixtures"
 COLLECTIONS = ["adi", "cisi", "cranfield", "medline", "vaswani"]
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared collections not present")
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared collections not present at {DATA}")
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -292,24 +297,71 @@ def test_beir_hub_schema(tmp_path):
     assert task.judged_query_ids() == ["1", "5"] and task.document_texts()[2] == "A record with no title."
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """Offline mode as HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1 set before import would give, empty caches."""
-    import huggingface_hub.constants as hub_constants
+OFFLINE_SPECS = ["mair:APPS", "MAIR-Bench/CliniDS_2016", "BeIR/scifact"]
 
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.setenv(var, "1")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
-
-
-@pytest.mark.parametrize("spec", ["mair:APPS", "MAIR-Bench/CliniDS_2016", "BeIR/scifact"])
-def test_hub_offline_raises_era_error(offline_hub, spec):
-    with pytest.raises(ERAError, match="Hugging Face Hub cannot be reached"):
+# Run in a fresh interpreter: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE and the cache paths are read when
+# huggingface_hub / datasets are imported, so they are set in the environment before any import.
+LOAD_OFFLINE_SCRIPT = """
+import json, sys, traceback
+import datasets, huggingface_hub.constants as hub
+from era_hf.errors import ERAError
+from era_hf.tasks import load_task
+outcomes = {}
+for spec in sys.argv[2:]:
+    try:
         load_task(spec)
+    except ERAError as err:
+        outcomes[spec] = {"raised": "ERAError", "message": str(err)}
+    except Exception as err:
+        outcomes[spec] = {"raised": type(err).__qualname__, "message": traceback.format_exc()}
+    else:
+        outcomes[spec] = {"raised": None, "message": "loaded"}
+seen = {"hub_offline": hub.HF_HUB_OFFLINE, "datasets_offline": datasets.config.HF_DATASETS_OFFLINE,
+        "hub_cache": str(hub.HF_HUB_CACHE), "datasets_cache": str(datasets.config.HF_DATASETS_CACHE)}
+with open(sys.argv[1], "w") as f:
+    json.dump({"seen": seen, "outcomes": outcomes}, f)
+"""
+
+
+def offline_env(root: Path) -> dict[str, str]:
+    """This environment with every HF_* setting replaced: offline, all caches empty folders under ``root``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HOME=str(root / "home"),
+        HF_HUB_CACHE=str(root / "hub"),
+        HF_DATASETS_CACHE=str(root / "datasets"),
+        HF_MODULES_CACHE=str(root / "modules"),
+        XDG_CACHE_HOME=str(root / "xdg"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def offline_load_outcomes(tmp_path_factory) -> dict[str, dict]:
+    """``load_task(spec)`` for each of OFFLINE_SPECS in one offline process with empty caches (imports cost seconds)."""
+    root = tmp_path_factory.mktemp("offline_hub")
+    out = root / "outcomes.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_OFFLINE_SCRIPT, str(out), *OFFLINE_SPECS],
+        env=offline_env(root), cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    record = json.loads(out.read_text())
+    # The variables took effect: the libraries themselves report offline mode and the empty caches.
+    assert record["seen"]["hub_offline"] is True and record["seen"]["datasets_offline"] is True, record["seen"]
+    assert Path(record["seen"]["hub_cache"]) == root / "hub", record["seen"]
+    assert Path(record["seen"]["datasets_cache"]) == root / "datasets", record["seen"]
+    return record["outcomes"]
+
+
+@pytest.mark.parametrize("spec", OFFLINE_SPECS)
+def test_hub_offline_raises_era_error(offline_load_outcomes, spec):
+    outcome = offline_load_outcomes[spec]
+    assert outcome["raised"] == "ERAError", outcome
+    assert "Hugging Face Hub cannot be reached" in outcome["message"], outcome["message"]
 
 
 # -- dispatch and suites ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from era_hf.errors import ERAError
+from era_hf.training import CheckpointMismatch
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -299,10 +300,34 @@ def test_resume_after_stage1_and_mid_stage2_is_identical(tmp_path, cache_dir, ad
     assert state["loop"]["epoch"] == 2 and not state["complete"]
     run([adi], small_args(out, cache_dir, resume=True, **ck))
     a, b = head_tensors(tmp_path / "full"), head_tensors(out)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert histories(tmp_path / "full") == histories(out)
-    with pytest.raises(ERAError, match="other settings"):
+    with pytest.raises(CheckpointMismatch, match="other settings"):
         run([adi], small_args(out, cache_dir, resume=True, adaptation={"lr": 5e-4}))
+
+
+def test_checkpoint_of_another_format_is_refused_and_overwrite_starts_over(tmp_path, cache_dir, adi):
+    from era_hf.atomic import atomic_write_text
+    from era_hf.training import TrainingStopped
+
+    ck = {"alignment": {"checkpoint_every": 1}, "adaptation": {"checkpoint_every": 1}}
+    out = tmp_path / "old"
+    with pytest.raises(TrainingStopped):
+        run([adi], small_args(out, cache_dir, stop_after="alignment", **ck))
+    marker = out / "checkpoints" / "alignment" / "training_state.json"
+    record = json.loads(marker.read_text())
+    fmt = record["state"]["format"]
+    record["state"]["format"] = fmt - 1  # as an older era_hf wrote it
+    atomic_write_text(marker, json.dumps(record))
+    with pytest.raises(CheckpointMismatch, match="unknown format.*--overwrite"):
+        run([adi], small_args(out, cache_dir, resume=True, **ck))
+    # --overwrite discards those checkpoints: the run equals a fresh one, with other settings too
+    other = {"lr": 5e-4, "checkpoint_every": 1}
+    run([adi], small_args(out, cache_dir, overwrite=True, alignment=ck["alignment"], adaptation=other))
+    run([adi], small_args(tmp_path / "fresh", cache_dir, alignment=ck["alignment"], adaptation=other))
+    a, b = head_tensors(tmp_path / "fresh"), head_tensors(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(marker.read_text())["state"]["format"] == fmt
 
 
 def test_resume_with_encoders_of_other_dims_fails(tmp_path, cache_dir, adi):
@@ -324,21 +349,25 @@ def test_resume_with_encoders_of_other_dims_fails(tmp_path, cache_dir, adi):
 
 
 # ---------------------------------------------------------------------- failure modes
-def test_nan_loss_stops_with_a_clear_error_and_saves_nothing(tmp_path, cache_dir, adi, monkeypatch):
-    from era_hf.training import alignment as stage1
+@pytest.mark.parametrize("stage", ["alignment", "adaptation"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_loss_stops_with_a_clear_error_and_saves_nothing(tmp_path, cache_dir, adi, monkeypatch, stage,
+                                                                     bad):
+    import importlib
 
-    real = stage1.make_loss_fn
+    module = importlib.import_module(f"era_hf.training.{stage}")
+    real = module.make_loss_fn
 
     def poisoned(data, args):
         fn = real(data, args)
-        return lambda model, shard, batch: fn(model, shard, batch) * float("nan")
+        return lambda model, shard, batch: fn(model, shard, batch) * bad
 
-    monkeypatch.setattr(stage1, "make_loss_fn", poisoned)
+    monkeypatch.setattr(module, "make_loss_fn", poisoned)
     out = tmp_path / "nan"
-    with pytest.raises(ERAError, match=r"stage 'alignment'.*epoch 1"):
+    with pytest.raises(ERAError, match=rf"stage '{stage}'.*epoch 1"):
         run([adi], small_args(out, cache_dir))
     assert not (out / "model.safetensors").exists()
-    assert not (out / "checkpoints" / "alignment" / "training_state.json").exists()
+    assert not (out / "checkpoints" / stage / "training_state.json").exists()
 
 
 def test_unwritable_output_fails_before_any_encoding(tmp_path, adi, monkeypatch):

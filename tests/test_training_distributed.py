@@ -69,9 +69,11 @@ def _train_one(out: Path, adi_dir: str, cache: Path, settings: list[str]) -> Non
 
 def _assert_same_training(one_dir: Path, two_dir: Path) -> None:
     one, two = head_tensors(one_dir), head_tensors(two_dir)
+    assert one.keys() == two.keys()
     for k in one:
         assert torch.allclose(one[k], two[k], atol=1e-4, rtol=0), (k, float((one[k] - two[k]).abs().max()))
     h1, h2 = histories(one_dir), histories(two_dir)
+    assert h1.keys() == h2.keys() and all(len(h1[s]) == len(h2[s]) for s in h1)  # the same epochs, every stage
     for stage in h1:
         for a, b in zip(h1[stage], h2[stage]):
             assert a.keys() == b.keys()

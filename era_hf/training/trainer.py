@@ -24,7 +24,6 @@ import copy
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -47,8 +46,6 @@ from .loop import EpochLoop, LoopState, TrainingStopped
 from .shrinkage import shrink_correction
 
 logger = logging.getLogger("era_hf.training")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _setup_logging(quiet: bool, is_main: bool) -> None:
@@ -399,7 +396,7 @@ class ERATrainer:
             self.log["unlabelled_queries"] = query_logs
         acc.wait_for_everyone()
         if acc.is_main_process:
-            self._save_model(model, out)
+            model.save_pretrained(out)
             atomic_write_json(out / "training_log.json", self.log)
             if a.plot:
                 plot_loss_curves(self.log, out / "loss_curves.png")
@@ -654,20 +651,6 @@ class ERATrainer:
         return head_state, info
 
     # ------------------------------------------------------------------ outputs
-    def _save_model(self, model: Any, out: Path) -> None:
-        """``save_pretrained`` into a temp directory, then move each file into ``out`` (atomic per file)."""
-        tmp = Path(tempfile.mkdtemp(prefix=".era-model-", dir=out))
-        try:
-            model.save_pretrained(tmp)
-            for path in sorted(tmp.rglob("*")):
-                if path.is_file():
-                    target = out / path.relative_to(tmp)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.chmod(path, 0o666 & ~_UMASK)  # mkdtemp-private files get a plain open()'s mode
-                    os.replace(path, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
     def _training_log(self, config, pair, infos, stages, timings, overrides, embedder) -> dict[str, Any]:
         import accelerate
         import transformers

@@ -183,7 +183,8 @@ class ERAMethod:
             self.model, self.identity = load_era_model(self.ref, revision)
         else:
             self.ref = getattr(model, "name_or_path", None) or None
-            self.model, self.identity = model, {"model": self.ref, "revision": None, "in_memory": True}
+            self.model = model
+            self.identity = {"model": self.ref, "revision": getattr(model, "hub_commit", None), "in_memory": True}
         self.revision = revision
         self.config = self.model.config
         self._full_model: Any = None  # the LoRA model with its encoders, loaded on a cache miss
@@ -264,15 +265,12 @@ def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str
         raise ERAError(f"ERA model directory {ref!r} does not exist")
     model = _HeadOnly.from_pretrained(ref, revision=revision)
     model.eval()
-    identity: dict[str, Any] = {"model": ref, "revision": None}
+    identity: dict[str, Any] = {"model": ref, "revision": model.hub_commit}
     try:
         weights = cached_file(ref, "model.safetensors", revision=revision)
     except OSError as err:
         raise ERAError(f"cannot find the head weights of ERA model {ref!r}: {str(err).splitlines()[0]}") from None
     identity["head_sha256"] = sha256_file(weights)
-    if not local:
-        parts = os.path.normpath(weights).split(os.sep)
-        identity["revision"] = parts[parts.index("snapshots") + 1] if "snapshots" in parts else revision
     if model.config.lora:
         try:
             adapter = cached_file(ref, f"{LORA_SUBFOLDER}/adapter_model.safetensors", revision=revision)

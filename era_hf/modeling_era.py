@@ -22,7 +22,8 @@ from transformers import PreTrainedModel
 from .configuration_era import ERAConfig
 from .errors import ERAError
 from .heads import build_head
-from .text_encoding import OFFLINE_HINT, check_texts, detect_pooling, encode_texts, format_queries, load_encoder
+from .text_encoding import (OFFLINE_HINT, check_texts, detect_pooling, encode_texts, format_queries, load_encoder,
+                            resolved_revision)
 
 LORA_SUBFOLDER = "query_encoder_lora"
 _UMASK = os.umask(0)
@@ -148,6 +149,8 @@ class ERAModel(PreTrainedModel):
         except OSError as err:
             raise ERAError(f"cannot load ERA model {str(pretrained_model_name_or_path)!r}: "
                            f"{str(err).splitlines()[0]}") from None
+        #: the Hub commit these weights came from (None for a directory): evaluation results record it
+        model.hub_commit = resolved_revision(str(pretrained_model_name_or_path), kwargs.get("revision"))
         model.attach_encoders(lora_source=(str(pretrained_model_name_or_path), kwargs.get("revision")),
                               **encoder_kwargs)
         return model

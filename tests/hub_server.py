@@ -29,6 +29,11 @@ from ``tokens``; a token that is present but unknown is rejected with 401 "Inval
 Authorization header" on every endpoint (like the Hub); public repos are readable without a token;
 private repos (and files of gated repos) need a valid token.
 
+``echo_tokens=True`` (settable on a running server) makes every 401 / 403 answer repeat the bearer
+token the request carried, in ``X-Error-Message`` and in the JSON body (``... (Authorization: Bearer
+<token>)``), as some proxies and servers do: the server message a client gets then holds the token,
+so a test can check that an error path really scrubs it.
+
 Storage (under ``root``): ``objects/`` holds file contents by sha256 (shared by all repos);
 ``repos/{type}s/{namespace}/{name}/repo.json`` holds the refs and settings;
 ``.../commits/{sha}.json`` each commit's full file table. Commits are immutable, so an old revision
@@ -341,6 +346,8 @@ class HubServer:
             token -> user name. Defaults to ``{DEFAULT_TOKEN}``.
         read_tokens: tokens that can read private repos but get 403 on writes (same forms).
         host, port: where to listen; port 0 picks a free port.
+        echo_tokens: 401 / 403 answers repeat the bearer token received (header and body), like a
+            leaky proxy; also an attribute, so a running server can be switched.
     """
 
     def __init__(
@@ -351,12 +358,14 @@ class HubServer:
         read_tokens: Iterable[str] | Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        echo_tokens: bool = False,
     ):
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="hub-server-")) if root is None else Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.tokens = self._token_map(tokens if tokens is not None else {DEFAULT_TOKEN})
         self.read_tokens = self._token_map(read_tokens or ())
+        self.echo_tokens = bool(echo_tokens)
         self.host = host
         self.port = port
         self.store = _Store(self.root)
@@ -728,11 +737,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, err: HubError) -> None:
         headers = dict(err.headers)
-        msg = err.message.replace("\r", " ").replace("\n", " ")
+        message = err.message
+        if self.hub.echo_tokens and err.status in (401, 403):
+            auth = (self.headers.get("Authorization") or "").strip()
+            if auth:  # a leaky proxy: the credentials it was sent come back in the error
+                message = f"{message} (Authorization: {auth})"
+        msg = message.replace("\r", " ").replace("\n", " ")
         headers["X-Error-Message"] = msg.encode("latin-1", "replace").decode("latin-1")
         if err.code:
             headers["X-Error-Code"] = err.code
-        self._send_json({"error": err.message}, err.status, headers)
+        self._send_json({"error": message}, err.status, headers)
 
     def _dispatch(self) -> None:
         self._body = None
@@ -1472,8 +1486,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help="storage folder (default: a temporary folder)")
     parser.add_argument("--token", action="append", default=None,
                         help=f"valid write token (repeatable; default {DEFAULT_TOKEN})")
+    parser.add_argument("--read-token", action="append", default=None,
+                        help="read-only token (repeatable): reads private repos, 403 on writes")
+    parser.add_argument("--echo-tokens", action="store_true",
+                        help="repeat the received bearer token in 401/403 answers (a leaky proxy)")
     args = parser.parse_args(argv)
-    server = HubServer(args.root, tokens=args.token or {DEFAULT_TOKEN}, host=args.host, port=args.port)
+    server = HubServer(args.root, tokens=args.token or {DEFAULT_TOKEN}, read_tokens=args.read_token,
+                       host=args.host, port=args.port, echo_tokens=args.echo_tokens)
     server.start()
     print(f"Hub test server at {server.url} (root {server.root}); tokens: {', '.join(server.tokens)}", flush=True)
     print(f"  export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", flush=True)

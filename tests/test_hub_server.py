@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.hub_server import DEFAULT_TOKEN, hub_server, run_client  # noqa: F401
+    from tests.hub_server import DEFAULT_TOKEN, INVALID_CREDENTIALS, HubServer, hub_server, run_client  # noqa: F401
 except ImportError:  # tests/ itself on sys.path (pytest rootdir-less "prepend" import mode)
-    from hub_server import DEFAULT_TOKEN, hub_server, run_client  # noqa: F401
+    from hub_server import DEFAULT_TOKEN, INVALID_CREDENTIALS, HubServer, hub_server, run_client  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(180)
@@ -344,10 +344,44 @@ def test_commit_is_atomic_and_lfs_verified(hub_server):
     assert _http(srv, "HEAD", "/test-user/atomic/resolve/main/w.bin", token=tok)[0] == 200
 
 
+def test_echo_tokens_repeats_the_credentials_in_auth_errors(tmp_path):
+    """``echo_tokens``: 401 and 403 answers carry the bearer token received (header and body); other
+    errors, successes, and a server without the option never do."""
+    unknown, reader = "hf_unknownSECRET123456", "api_org_readerSECRET42"
+    with HubServer(tmp_path / "hub", tokens={DEFAULT_TOKEN: "test-user"}, read_tokens={reader: "test-user"}) as srv:
+        srv.create_repo("test-user/echo")
+        create = json.dumps({"name": "other", "type": "model"}).encode()
+        json_hdr = {"Content-Type": "application/json"}
+        cases = [  # (method, path, body, token, status)
+            ("GET", "/api/whoami-v2", None, unknown, 401),
+            ("POST", "/api/repos/create", create, reader, 403),
+            ("POST", "/api/repos/create", create, unknown, 401),
+        ]
+
+        def answers():
+            return [(_http(srv, m, path, body, tok, json_hdr), tok, want) for m, path, body, tok, want in cases]
+
+        for (status, headers, body), token, want in answers():  # off: the Hub's own messages only
+            assert status == want and token not in headers["X-Error-Message"] and token.encode() not in body
+        srv.echo_tokens = True  # switched on a running server
+        for (status, headers, body), token, want in answers():
+            assert status == want, (status, body)
+            assert headers["X-Error-Message"].endswith(f"(Authorization: Bearer {token})"), headers
+            assert json.loads(body)["error"] == headers["X-Error-Message"]
+        assert json.loads(answers()[0][0][2])["error"].startswith(INVALID_CREDENTIALS)
+        status, headers, body = _http(srv, "GET", "/api/models/test-user/missing", token=reader)
+        assert status == 404 and reader not in headers["X-Error-Message"] and reader.encode() not in body
+        status, _, body = _http(srv, "GET", "/api/whoami-v2", token=reader)
+        assert status == 200 and reader.encode() not in body
+        status, _, body = _http(srv, "POST", "/api/repos/create", create)  # no token: nothing to echo
+        assert status == 401 and b"Bearer" not in body
+        assert not srv.repo_exists("test-user/other")
+
+
 def test_standalone_module(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.hub_server", "--port", "0", "--root", str(tmp_path / "hub"),
-         "--token", "hf_cli"],
+         "--token", "hf_cli", "--read-token", "hf_cli_read", "--echo-tokens"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -357,6 +391,13 @@ def test_standalone_module(tmp_path):
         req = urllib.request.Request(url + "/api/whoami-v2", headers={"Authorization": "Bearer hf_cli"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert json.loads(r.read())["name"] == "test-user"
+        req = urllib.request.Request(url + "/api/repos/create", data=b'{"name": "x"}', method="POST",
+                                     headers={"Authorization": "Bearer hf_cli_read"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("a read-only token created a repo")
+        except urllib.error.HTTPError as err:  # --read-token: 403 on writes; --echo-tokens: the token comes back
+            assert err.code == 403 and "Bearer hf_cli_read" in json.loads(err.read())["error"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

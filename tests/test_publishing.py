@@ -25,9 +25,10 @@ from era_hf import ERAError, ERAModel
 from tests.conftest import MINILM, REPO_ROOT
 
 try:
-    from tests.hub_server import DEFAULT_TOKEN, hub_server, run_client  # noqa: F401
+    from tests.hub_server import (DEFAULT_TOKEN, DEFAULT_USER, HubServer, client_env, hub_server,  # noqa: F401
+                                  run_client)
 except ImportError:  # tests/ itself on sys.path
-    from hub_server import DEFAULT_TOKEN, hub_server, run_client  # noqa: F401
+    from hub_server import DEFAULT_TOKEN, DEFAULT_USER, HubServer, client_env, hub_server, run_client  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,6 +39,9 @@ DOCS = ["Lift on a wing comes from the pressure difference between its surfaces.
         "The library catalogue lists documents by subject headings."]
 TASKS = {"adi": "information science", "cisi": "information science"}
 WRONG_TOKEN = "hf_wrongTOKENsecret0123456789"
+#: Valid read-only tokens: whoami passes, the first write answers 403 (echoed back by a leaky server).
+READ_TOKEN = "hf_readONLYsecret0123456789"
+ORG_TOKEN = "api_org_readONLYsecret42"  # the older org-token shape: not caught by the hf_... pattern
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -233,7 +237,7 @@ def test_card_cli_and_template_lookup(published, tmp_path, monkeypatch, capsys):
     assert card.text.strip() == f"# custom {MINILM}"
 
 
-def test_push_checks_before_any_network(published, tmp_path, monkeypatch):
+def test_push_checks_before_any_network(published, hub_server, tmp_path):
     from era_hf.hub import model_files, push_model, scrub
 
     files = {dest for _, dest in model_files(published["model_dir"])}
@@ -243,12 +247,34 @@ def test_push_checks_before_any_network(published, tmp_path, monkeypatch):
         push_model(published["model_dir"], "no-namespace")
     with pytest.raises(ERAError, match="no config.json"):
         push_model(tmp_path, "org/x")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_home"))
-    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
-    with pytest.raises(ERAError, match="no Hugging Face token"):
-        push_model(published["model_dir"], "org/x")
     assert scrub(f"401 for {WRONG_TOKEN} and hf_abcdefgh1234", WRONG_TOKEN) == "401 for *** and hf_***"
+
+    # no token at all: no argument, no HF_TOKEN, an empty HF_HOME (no stored login) set before
+    # huggingface_hub is imported -> the API raises, the CLI prints one line and exits 2, no request is made
+    home = tmp_path / "empty_home"
+    proc = run_client(hub_server, textwrap.dedent(f"""
+        import contextlib, io, json, os
+        from huggingface_hub import get_token
+        assert get_token() is None and "HF_TOKEN" not in os.environ and not os.listdir({str(home)!r})
+        from era_hf import ERAError, cli
+        from era_hf.hub import push_model
+        try:
+            push_model({str(published["model_dir"])!r}, "test-user/x")
+            raise SystemExit("pushed without a token")
+        except ERAError as err:
+            api = str(err)
+        cli.COMMAND_MODULES = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "era_hf.hub")))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(["push", {str(published["model_dir"])!r}, "--repo-id", "test-user/x"])
+        print(json.dumps({{"api": api, "rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}}))
+    """), home, token=None, timeout=120, extra_env={"PYTHONPATH": str(REPO_ROOT)})
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["api"].startswith("no Hugging Face token: pass --token, set HF_TOKEN, or log in"), result
+    assert result["rc"] == 2 and result["stdout"] == "", result
+    assert result["stderr"] == f"error: {result['api']}\n", result
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert list(hub_server.requests) == [] and not hub_server.repo_exists("test-user/x")
 
 
 def test_lora_adapter_is_pushed_and_stale_files_are_managed(tmp_path):
@@ -267,12 +293,31 @@ def test_lora_adapter_is_pushed_and_stale_files_are_managed(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ against the server
+def assert_token_not_pushed(server, token: str, repos: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Assert ``token`` is in no file (README.md cards included) and no commit title / message of any
+    commit of any branch of ``repos``; returns the (repo, path) pairs checked."""
+    checked = []
+    for repo, kind in repos:
+        branches = server.store.load_repo(kind, repo)["refs"]["heads"]
+        commits = {c["id"]: c for branch in branches for c in server.commits(repo, kind, branch)}
+        assert len(commits) >= 2, (repo, commits)
+        for sha, commit in commits.items():
+            assert token not in commit["title"] + commit["message"], (repo, commit)
+            for path in server.list_files(repo, kind, revision=sha):
+                assert token.encode() not in server.read_file(repo, path, kind, revision=sha), (repo, sha, path)
+                checked.append((repo, path))
+    return checked
+
+
 def test_push_pull_round_trip(published, hub_server, tmp_path):
     """Upload the base encoder; push the model (API), re-push (CLI) in place; card metadata from the Hub;
     transformers' own push_to_hub; push-index → DocumentIndex.load(repo) → same results; then a fresh
     process without era_hf loads both pushed models by repo id with trust_remote_code → same embeddings."""
     import shutil
 
+    # a rejected token comes back in the 401 (huggingface_hub's whoami drops that server message; the
+    # scrubbing itself is exercised by test_token_echoed_by_the_server_is_scrubbed_from_every_error)
+    hub_server.echo_tokens = True
     root, model_dir = published["root"], published["model_dir"]
     eval2 = root / "eval_v2.json"
     eval2.write_text(json.dumps(eval_json(model_dir, era_ndcg=0.71)))
@@ -363,6 +408,11 @@ def test_push_pull_round_trip(published, hub_server, tmp_path):
     assert set(index_files) == {".gitattributes", "README.md", "index.faiss", "documents.jsonl", "index_config.json"}
     readme = hub_server.read_file("test-user/era-index", "README.md", "dataset").decode()
     assert MINILM in readme and "4 documents" in readme and 'DocumentIndex.load("test-user/era-index")' in readme
+    # the token pushed with is in no pushed file (cards included) nor commit message, at any revision
+    checked = assert_token_not_pushed(hub_server, DEFAULT_TOKEN, [("test-user/era-minilm", "model"),
+                                                                  ("test-user/era-pth", "model"),
+                                                                  ("test-user/era-index", "dataset")])
+    assert {"README.md", "config.json", "eval_results.json", "index_config.json"} <= {p for _, p in checked}
 
     # a fresh process where era_hf cannot be imported loads both pushed models by repo id
     proc = run_client(hub_server, textwrap.dedent(f"""
@@ -384,8 +434,7 @@ def test_wrong_token_is_one_clean_error_and_changes_nothing(published, hub_serve
     """`era-hf push` with a rejected token: exit 2, one `error:` line without the token, repo unchanged."""
     import subprocess
 
-    from tests.hub_server import client_env
-
+    hub_server.echo_tokens = True  # the 401 repeats the token it got, like a leaky proxy (see the round trip)
     hub_server.create_repo("test-user/guarded")
     head, files = hub_server.head("test-user/guarded"), hub_server.list_files("test-user/guarded")
     argv = ["push", str(published["model_dir"]), "--repo-id", "test-user/guarded", "--token", WRONG_TOKEN]
@@ -399,3 +448,129 @@ def test_wrong_token_is_one_clean_error_and_changes_nothing(published, hub_serve
     assert WRONG_TOKEN not in proc.stdout + proc.stderr
     assert hub_server.head("test-user/guarded") == head
     assert hub_server.list_files("test-user/guarded") == files
+
+
+def test_token_echoed_by_the_server_is_scrubbed_from_every_error(published, tmp_path):
+    """A server that repeats the credentials it got in its 403 (tests/hub_server.py ``echo_tokens``): the
+    token is in the server message huggingface_hub hands era_hf, and in no raised message, no traceback,
+    no CLI output. Both a hf_-shaped token and one the hf_ pattern cannot catch (``api_org_...``)."""
+    import urllib.error
+    import urllib.request
+
+    model_dir = str(published["model_dir"])
+    with HubServer(tmp_path / "hub", tokens={DEFAULT_TOKEN: DEFAULT_USER}, read_tokens=[READ_TOKEN, ORG_TOKEN],
+                   echo_tokens=True) as server:
+        server.create_repo("test-user/guarded")
+        head, files = server.head("test-user/guarded"), server.list_files("test-user/guarded")
+        request = urllib.request.Request(f"{server.url}/api/repos/create", data=b'{"name": "probe"}', method="POST",
+                                         headers={"Authorization": f"Bearer {ORG_TOKEN}"})
+        with pytest.raises(urllib.error.HTTPError) as raw:  # the precondition: the server does leak the token
+            urllib.request.urlopen(request, timeout=30)
+        assert raw.value.code == 403 and ORG_TOKEN in raw.value.read().decode()
+
+        proc = run_client(server, textwrap.dedent(f"""
+            import contextlib, io, json, traceback
+            from era_hf import ERAError, cli
+            from era_hf.hub import push_model
+            results = {{}}
+            for name, repo, token in (("hf-shaped", "test-user/guarded", {READ_TOKEN!r}),
+                                      ("org-shaped", "test-user/brand-new", {ORG_TOKEN!r})):
+                try:
+                    push_model({model_dir!r}, repo, token=token)
+                    raise SystemExit(name + ": a read-only token pushed")
+                except ERAError as err:
+                    shown = str(err) + repr(err) + "".join(traceback.format_exception(err))
+                    server_said = err.__context__.server_message  # what era_hf got, before scrubbing
+                    results[name] = {{"message": str(err), "leaked_by_server": token in server_said,
+                                     "token_shown": token in shown}}
+            cli.COMMAND_MODULES = tuple(dict.fromkeys((*cli.COMMAND_MODULES, "era_hf.hub")))
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = cli.main(["push", {model_dir!r}, "--repo-id", "test-user/guarded", "--token", {ORG_TOKEN!r}])
+            results["cli"] = {{"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}}
+            print(json.dumps(results))
+        """), tmp_path / "hf_home", token=None, timeout=120, extra_env={"PYTHONPATH": str(REPO_ROOT)})
+        results = json.loads(proc.stdout.strip().splitlines()[-1])
+        for name in ("hf-shaped", "org-shaped"):
+            result = results[name]
+            assert result["leaked_by_server"] and not result["token_shown"], (name, result)
+            assert "403 Forbidden" in result["message"] and "Bearer " in result["message"], (name, result)
+            assert "***" in result["message"], (name, result)  # scrubbed where the server put it
+        cli = results["cli"]
+        assert cli["rc"] == 2 and cli["stdout"] == "" and cli["stderr"].count("\n") == 1, cli
+        assert cli["stderr"].startswith("error: cannot create repo test-user/guarded: the token has no write access")
+        for token in (READ_TOKEN, ORG_TOKEN):  # nor in anything the process printed (warnings, logs)
+            assert token not in proc.stdout + proc.stderr + cli["stderr"]
+        assert server.head("test-user/guarded") == head and server.list_files("test-user/guarded") == files
+        assert not server.repo_exists("test-user/brand-new")
+
+
+def test_pinned_hub_revisions_load_and_are_recorded(published, hub_server, tmp_path):
+    """Push two models with different heads to one repo, then load each commit pinned by sha (and by tag):
+    the head weights and embeddings are that commit's, and the revision recorded for result files
+    (ERAMethod.describe(), from load_era_model or from a model the caller loaded) is the commit actually loaded;
+    unpinned, main's head sha."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    v1 = published["model_dir"]
+    v2 = shutil.copytree(v1, tmp_path / "model_v2", ignore=shutil.ignore_patterns("eval_results.json", "checkpoint-*"))
+    with safe_open(str(v2 / "model.safetensors"), framework="pt") as f:
+        metadata = f.metadata()
+    save_file({k: t + 0.01 for k, t in load_file(v2 / "model.safetensors").items()}, v2 / "model.safetensors",
+              metadata=metadata)
+    (v2 / "eval_results.json").write_text(json.dumps(eval_json(v2, era_ndcg=0.70)))
+    proc = run_client(hub_server, textwrap.dedent(f"""
+        import hashlib, json
+        import numpy as np, torch
+        from huggingface_hub import HfApi
+        from safetensors.torch import load_file
+        from era_hf import ERAModel
+        from era_hf.evaluation import ERAMethod
+        from era_hf.hub import push_model
+        api = HfApi(token={DEFAULT_TOKEN!r})
+        api.create_repo({MINILM!r})
+        api.upload_folder(folder_path={published["minilm"]!r}, repo_id={MINILM!r},
+                          ignore_patterns=[".era_hf_complete", ".gitattributes", "README.md"])
+        api.create_branch({MINILM!r}, branch={published["revision"]!r})
+        repo = "test-user/era-pinned"
+        c1 = push_model({str(v1)!r}, repo, token={DEFAULT_TOKEN!r}).commit
+        c2 = push_model({str(v2)!r}, repo, token={DEFAULT_TOKEN!r}).commit
+        assert c1 != c2 and api.model_info(repo).sha == c2
+        api.create_tag(repo, tag="v1", revision=c1)
+        local = {{c1: {str(v1)!r}, c2: {str(v2)!r}}}
+        sha = lambda d: hashlib.sha256(open(d + "/model.safetensors", "rb").read()).hexdigest()
+
+        # unpinned or by branch name: the commit actually loaded is recorded, not None / "main"
+        for rev in (None, "main"):
+            record = ERAMethod(repo, revision=rev).describe()
+            assert record["revision"] == c2 and record["head_sha256"] == sha(local[c2]), (rev, record)
+        embeddings = {{}}
+        for rev, commit in ((c1, c1), ("v1", c1), (c2, c2)):  # c1 after main is cached: the pin wins
+            want = load_file(local[commit] + "/model.safetensors")
+            method = ERAMethod(repo, revision=rev)  # head only (what `era-hf evaluate --model-revision` runs)
+            record = method.describe()
+            assert record["model"] == repo and record["revision"] == commit, (rev, record)
+            assert record["head_sha256"] == sha(local[commit]), (rev, record)
+            models = [method.model] + ([ERAModel.from_pretrained(repo, revision=rev)] if rev != "v1" else [])
+            for model in models:
+                got = {{k: v for k, v in model.state_dict().items() if k.startswith("head.")}}
+                assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), rev
+            if rev != "v1":
+                embeddings[rev] = models[-1].encode_queries({QUERIES!r})
+                in_memory = ERAMethod(models[-1]).describe()  # an ERAModel loaded by the caller: its commit too
+                assert in_memory["in_memory"] and in_memory["revision"] == commit, (rev, in_memory)
+        expected = np.load({str(published["root"] / "expected.npy")!r})
+        np.testing.assert_allclose(embeddings[c1], expected, atol=1e-5)
+        assert not np.allclose(embeddings[c2], expected, atol=1e-3)
+        print(json.dumps({{"c1": c1, "c2": c2}}))
+    """), tmp_path / "hf_home", token=None, timeout=200, extra_env={"PYTHONPATH": str(REPO_ROOT)})
+    commits = json.loads(proc.stdout.strip().splitlines()[-1])
+    for commit, local in ((commits["c1"], v1), (commits["c2"], v2)):  # the server holds each push's own head
+        assert hub_server.read_file("test-user/era-pinned", "model.safetensors", revision=commit) == \
+            (local / "model.safetensors").read_bytes()
+    assert hub_server.head("test-user/era-pinned") == commits["c2"]
+    assert DEFAULT_TOKEN not in proc.stdout + proc.stderr
+    assert_token_not_pushed(hub_server, DEFAULT_TOKEN, [("test-user/era-pinned", "model")])

@@ -73,6 +73,38 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
     return _cm()
 
 
+def check_writable(path: str | os.PathLike, what: str, *, directory: bool = False) -> Path:
+    """``path`` as a Path, or an ERAError naming ``what`` (e.g. ``"--output"``) when it cannot be written.
+
+    Called before any work starts, so a wrong output path costs nothing. ``directory=False``: a file path that is
+    not a directory, in a folder that exists or can be made and is writable. ``directory=True``: a folder (made
+    when missing) that is writable. Folders it makes stay.
+
+    Example:
+        >>> check_writable("", "--output")
+        Traceback (most recent call last):
+        era_hf.errors.ERAError: --output is empty: give a path
+    """
+    from .errors import ERAError
+
+    if not str(path).strip():
+        raise ERAError(f"{what} is empty: give a path")
+    target = Path(path).expanduser()
+    if directory and target.exists() and not target.is_dir():
+        raise ERAError(f"{what} {str(target)!r} is a file, not a directory")
+    if not directory and target.is_dir():
+        raise ERAError(f"{what} {str(target)!r} is a directory; give a file path")
+    folder = target if directory else target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".era-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ERAError(f"{what} {str(target)!r} cannot be written: {err.strerror or err}") from None
+    return target
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()

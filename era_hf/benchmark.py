@@ -322,7 +322,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
                 raise ERAError(f"--set {key}: unknown field; {phase}.* fields: "
                                f"{', '.join(sorted(phases.get(phase, phases['adaptation'])))}")
         elif key not in known:
-            raise ERAError(f"--set {key}: unknown training field; known: {', '.join(sorted(known))}")
+            raise ERAError(f"--set {key}: unknown training field; known: {', '.join(sorted(known))}, and the "
+                           "per-phase fields alignment.* and adaptation.* (era-hf train --help lists them all)")
         text = text.strip()
         if text.lower() in ("none", "null"):
             value: Any = "none" if types[key] == "str" else None
@@ -887,7 +888,24 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_benchmark_cli)
 
 
+def _check_paths(ns: argparse.Namespace) -> None:
+    """Wrong output paths fail before any run starts (the results folder is only read by --dry-run and
+    --report-only)."""
+    from .atomic import check_writable
+
+    if ns.report is not None:
+        check_writable(ns.report, "--report")
+    if ns.plots_dir is not None:
+        check_writable(ns.plots_dir, "--plots-dir", directory=True)
+    if ns.report_only or ns.dry_run:
+        if Path(ns.out).exists() and not Path(ns.out).is_dir():
+            raise ERAError(f"--out {ns.out!r} is a file, not a results directory")
+    else:
+        check_writable(ns.out, "--out", directory=True)
+
+
 def run_benchmark_cli(ns: argparse.Namespace) -> int:
+    _check_paths(ns)
     if ns.report_only:
         if not ns.report:
             raise ERAError("--report-only needs --report PATH")

@@ -2,7 +2,8 @@
 
 Each feature module defines ``register_cli(subparsers)`` that adds its sub-command with
 ``set_defaults(func=...)``; heavy imports happen inside the command functions so that
-``era-hf --help`` stays fast. User mistakes (:class:`ERAError`) print one line and exit 2.
+``era-hf --help`` stays fast. User mistakes (:class:`ERAError`, wrong arguments, a path that cannot be read or
+written) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .errors import ERAError
 
@@ -27,10 +28,18 @@ COMMAND_MODULES = (
 )
 
 
+class ERAArgumentParser(argparse.ArgumentParser):
+    """Usage mistakes are one line too: ``error: …`` and where to look, not the whole usage block.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ERAArgumentParser(
         prog="era-hf",
         description="ERA: a strong query encoder + a small adapter over a cheap, frozen document index.",
     )
@@ -41,12 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(err: OSError) -> str:
+    """``cannot use PATH: reason`` for an OSError from the filesystem or a socket."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot use{where}: {err.strerror or err}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
     except ERAError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the commands do not check up front (those fail earlier, with more to say)
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

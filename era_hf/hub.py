@@ -352,12 +352,14 @@ def _run_push_index(args: argparse.Namespace) -> int:
 
 
 def _run_card(args: argparse.Namespace) -> int:
-    from .atomic import atomic_write_text
+    from .atomic import atomic_write_text, check_writable
     from .model_card import DEFAULT_LICENSE, build_model_card
 
+    if args.output is not None:
+        check_writable(args.output, "--output")
     card = build_model_card(args.model_dir, args.eval_results, repo_id=args.repo_id,
                             license=args.license or DEFAULT_LICENSE)
-    if args.output:
+    if args.output is not None:
         atomic_write_text(args.output, str(card))
         print(f"wrote {args.output}", file=sys.stderr)
     else:
@@ -367,11 +369,14 @@ def _run_card(args: argparse.Namespace) -> int:
 
 def _run_export_st(args: argparse.Namespace) -> int:
     try:
-        from .sentence_transformers_export import export_sentence_transformers
+        from .sentence_transformers_export import check_export_target, export_sentence_transformers
     except ImportError as err:
         raise ERAError(f"export-st needs sentence-transformers >= 6.2: pip install 'era_hf[st]' ({err})") from None
     from . import ERAModel
+    from .atomic import check_writable
 
+    check_export_target(args.output_dir, args.overwrite, args.model)  # before the models load
+    check_writable(args.output_dir, "OUTPUT_DIR", directory=True)
     model = ERAModel.from_pretrained(args.model, **({"revision": args.revision} if args.revision else {}))
     path = export_sentence_transformers(model, args.output_dir, overwrite=args.overwrite)
     print(f"wrote sentence-transformers model {path}; load it with "

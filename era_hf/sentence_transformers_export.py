@@ -342,6 +342,23 @@ def _portable_class_refs(directory: Path) -> None:
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+def check_export_target(path: str | os.PathLike, overwrite: bool, source: str | None = None) -> Path:
+    """``path`` as a Path, or an ERAError when it cannot take an export: empty, a file, the ERA model's own
+    directory (``source``), or a non-empty directory without ``overwrite``. Cheap: run it before loading a model."""
+    if not str(path).strip():
+        raise ERAError("the output directory is empty: give a path")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ERAError(f"output {str(path)!r} is a file, not a directory")
+    if source and os.path.isdir(source) and path.exists() and path.resolve() == Path(source).resolve():
+        raise ERAError(f"output {str(path)!r} is the ERA model's own directory; the export would replace it: "
+                       "choose another output directory")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise ERAError(f"{path} exists and is not empty; choose another output directory or pass --overwrite "
+                       "(overwrite=True in Python)")
+    return path
+
+
 def export_sentence_transformers(model: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Save :func:`to_sentence_transformers` of ``model`` to ``path`` (with the code it needs).
 
@@ -349,9 +366,7 @@ def export_sentence_transformers(model: Any, path: str | os.PathLike, *, overwri
     The directory holds full copies of both encoders (sentence-transformers loads modules from the
     directory), so it is as large as the two encoders together.
     """
-    path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise ERAError(f"{path} exists and is not empty; choose another output directory or pass overwrite=True")
+    path = check_export_target(path, overwrite, getattr(model, "name_or_path", None))
     st = to_sentence_transformers(model)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -104,6 +104,22 @@ class _Side:
         return {**self.fingerprint(), "requested_revision": self.requested_revision}
 
 
+def _check_device(device: str | None) -> str | None:
+    """A clear error for a device torch cannot parse or this machine does not have (before any model loads)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ERAError(f"device {device!r} is not a torch device; use e.g. cpu, cuda or cuda:0") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ERAError(f"device {device!r}: CUDA is not available here (this torch build or machine has no GPU); "
+                       "use cpu") from None
+    return device
+
+
 class EncoderPair:
     """The two encoders of an ERA setup, loaded lazily: a warm cache never loads a model.
 
@@ -146,7 +162,7 @@ class EncoderPair:
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ERAError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
-        self.device = device
+        self.device = _check_device(device)
         self.show_progress_bar = show_progress_bar
         #: Number of models loaded so far (0 while everything came from the cache).
         self.models_loaded = 0

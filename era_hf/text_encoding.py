@@ -116,12 +116,20 @@ def load_encoder(model_id: str, revision: str | None = None, **kwargs: Any) -> t
     """
     from transformers import AutoModel, AutoTokenizer
 
+    import os
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModel.from_pretrained(model_id, revision=revision, **kwargs)
-    except OSError as err:
-        raise ERAError(f"cannot load encoder {model_id!r} (revision {revision or 'main'}): "
-                       f"{str(err).splitlines()[0]}. {OFFLINE_HINT}") from None
+    except (OSError, ValueError) as err:  # ValueError: a folder without a model's config or tokenizer
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if os.path.isdir(model_id):
+            if not os.path.isfile(os.path.join(model_id, "config.json")):
+                reason = "no config.json"
+            raise ERAError(f"encoder {model_id!r} is a directory but not a transformers model with its tokenizer "
+                           f"({reason})") from None
+        raise ERAError(f"cannot load encoder {model_id!r} (revision {revision or 'main'}): {reason}. "
+                       f"{OFFLINE_HINT}") from None
     model.eval()
     return model, tokenizer, resolved_revision(model_id, revision)
 

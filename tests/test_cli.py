@@ -1,0 +1,75 @@
+"""The command line's promise: a user mistake is one line, ``error: …`` naming the argument or path, exit 2,
+before any model loads or anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from era_hf import cli
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A tiny BEIR task, a file, a non-empty folder (standing in for a model directory); cwd is tmp_path."""
+    task = tmp_path / "task"
+    (task / "qrels").mkdir(parents=True)
+    (task / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"document {i}"}) + "\n"
+                                               for i in range(4)))
+    (task / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n"
+                                                for i in range(4)))
+    (task / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
+                                                                                    for i in range(4)))
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+CASES = [
+    (["train", "--tasks", "task", "--label-ratio", "abc"], "argument --label-ratio: invalid float value: 'abc'"),
+    (["evaluate", "--task", "task", "--baseline", "doc", "--output", "task"], "--output 'task' is a directory"),
+    (["evaluate", "--task", "task", "--baseline", "doc", "--output", ""], "--output is empty"),
+    (["evaluate", "--task", "task", "--baseline", "doc", "--output", "afile/results.json"],
+     "--output 'afile/results.json' cannot be written"),
+    (["evaluate", "--task", "task", "--baseline", "doc", "--device", "bogus"], "device 'bogus' is not a torch device"),
+    (["evaluate", "--task", "task", "--baseline", "doc", "--document-encoder", "task"],
+     "encoder 'task' is a directory but not a transformers model with its tokenizer (no config.json)"),
+    (["card", "model", "--output", "task"], "--output 'task' is a directory"),
+    (["export-st", "model", "afile"], "output 'afile' is a file, not a directory"),
+    (["export-st", "model", ""], "the output directory is empty"),
+    (["export-st", "model", "model", "--overwrite"], "is the ERA model's own directory"),
+    (["export-st", "model", "task"], "task exists and is not empty; choose another output directory or pass "
+                                     "--overwrite"),
+    (["benchmark", "--suite", "task", "--out", "afile", "--methods", "doc"], "--out 'afile' is a file"),
+    (["benchmark", "--suite", "task", "--out", "afile", "--dry-run"], "--out 'afile' is a file, not a results"),
+    (["benchmark", "--suite", "task", "--out", "res", "--report", "task", "--methods", "doc"],
+     "--report 'task' is a directory"),
+    (["benchmark", "--suite", "task", "--out", "res", "--set", "epochs=3", "--dry-run"],
+     "per-phase fields alignment.* and adaptation.*"),
+]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exited:  # argparse's own checks exit
+        return exited.code
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(argv[:1] + argv[-2:]) for argv, _ in CASES])
+def test_a_user_mistake_is_one_line_and_exit_2(workdir, capsys, argv, message):
+    before = {p for p in workdir.rglob("*") if p.is_file()}
+    assert _run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if line.startswith("error:")] == err[-1:], err  # one error line, the last
+    assert "Traceback" not in "\n".join(err) and message in err[-1], err
+    assert {p for p in workdir.rglob("*") if p.is_file()} == before  # nothing written (a path check may make folders)
+
+
+def test_an_os_error_the_commands_do_not_foresee_is_one_line(capsys):
+    err = FileNotFoundError(2, "No such file or directory", "/data/x.jsonl")
+    assert cli.os_error_line(err) == "cannot use /data/x.jsonl: No such file or directory"
+    assert cli.os_error_line(OSError("Cannot find empty port")) == "cannot use: Cannot find empty port"

@@ -15,7 +15,7 @@ Protocols:
 * ``per_task``: one head per task, trained on that task alone and tested on it -- how a user deploys
   ERA: one adapter for one fixed document index;
 * ``leave_one_out``: for each task T, train on the tasks whose *domain string* differs from T's and
-  test on T. Domains are taken as given: in ``/work/shared/data`` every task has its own domain string
+  test on T. Domains are taken as given: in ``../shared/data`` every task has its own domain string
   (cisi "library and information science" and adi "library and information science (documentation)"
   differ), so there it is effectively leave-one-collection-out. It runs at one ratio
   (``--loo-ratio``, 0.2) to bound the cost.
@@ -49,7 +49,7 @@ Example (the full run; the MiniLM -> MiniLM pure query-side adaptation row with
 Python::
 
     >>> from era_hf.benchmark import BenchmarkConfig, run_benchmark  # doctest: +SKIP
-    >>> summary = run_benchmark(BenchmarkConfig(suite=["/work/shared/data/adi"], out="results"))  # doctest: +SKIP
+    >>> summary = run_benchmark(BenchmarkConfig(suite=["../shared/data/adi"], out="results"))  # doctest: +SKIP
     >>> summary["trained"], summary["reused"]  # doctest: +SKIP
 """
 

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .errors import ERAError
 
@@ -56,10 +56,10 @@ def os_error_line(err: OSError) -> str:
     return f"cannot use{where}: {err.strerror or err}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command; a user mistake prints one ``error: …`` line and returns 2."""
     try:
-        result = args.func(args)
+        return int(func(args) or 0)
     except ERAError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -69,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return int(result or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ Example:
     >>> from era_hf.evaluation import evaluate_suite
     >>> from era_hf.task_embeddings import EncoderPair
     >>> from era_hf.tasks import load_suite
-    >>> result = evaluate_suite("doc", load_suite("/work/shared/data/adi"), EncoderPair())  # doctest: +SKIP
+    >>> result = evaluate_suite("doc", load_suite("../shared/data/adi"), EncoderPair())  # doctest: +SKIP
     >>> round(result["macro"]["ndcg@10"], 3)  # doctest: +SKIP
     0.5...
 """

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from .configuration_era import ERAConfig
 from .errors import ERAError
 from .heads import build_head
-from .text_encoding import (OFFLINE_HINT, check_texts, detect_pooling, encode_texts, format_queries, load_encoder,
+from .text_encoding import (check_texts, detect_pooling, encode_texts, encoder_load_error, format_queries, load_encoder,
                             resolved_revision)
 
 LORA_SUBFOLDER = "query_encoder_lora"
@@ -112,9 +112,8 @@ class ERAModel(PreTrainedModel):
         for model_id, rev in ((query_encoder, query_encoder_revision), (document_encoder, document_encoder_revision)):
             try:
                 dims.append(AutoConfig.from_pretrained(model_id, revision=rev).hidden_size)
-            except OSError as err:
-                raise ERAError(f"cannot read the config of encoder {model_id!r}: {str(err).splitlines()[0]}. "
-                               f"{OFFLINE_HINT}") from None
+            except (OSError, ValueError) as err:
+                raise encoder_load_error(model_id, rev, err) from None
         config = ERAConfig(
             query_encoder=query_encoder,
             document_encoder=document_encoder,

@@ -11,7 +11,7 @@ Example:
     >>> from era_hf.tasks.beir import load_beir_dir
     >>> pair = EncoderPair("sentence-transformers/all-mpnet-base-v2",
     ...                    "sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
-    >>> task = load_beir_dir("/work/shared/data/adi")  # doctest: +SKIP
+    >>> task = load_beir_dir("../shared/data/adi")  # doctest: +SKIP
     >>> pair.corpus(task).shape  # doctest: +SKIP
     (82, 384)
     >>> pair.queries(task, task.judged_query_ids()[:3]).shape  # query encoder, formatted queries  # doctest: +SKIP
@@ -83,7 +83,7 @@ class _Side:
                         hint = " Offline machines: seed the Hugging Face cache with `era-hf models install`."
                     raise ERAError(f"cannot find {self.role} encoder {self.model_id!r} "
                                    f"(revision {self.requested_revision or 'main'}): "
-                                   f"{str(err).splitlines()[0]}.{hint}") from None
+                                   f"{str(err).splitlines()[0].rstrip('.')}.{hint}") from None
             self._revision_known = True
         return self._revision
 

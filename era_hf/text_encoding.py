@@ -116,22 +116,31 @@ def load_encoder(model_id: str, revision: str | None = None, **kwargs: Any) -> t
     """
     from transformers import AutoModel, AutoTokenizer
 
-    import os
-
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModel.from_pretrained(model_id, revision=revision, **kwargs)
     except (OSError, ValueError) as err:  # ValueError: a folder without a model's config or tokenizer
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if os.path.isdir(model_id):
-            if not os.path.isfile(os.path.join(model_id, "config.json")):
-                reason = "no config.json"
-            raise ERAError(f"encoder {model_id!r} is a directory but not a transformers model with its tokenizer "
-                           f"({reason})") from None
-        raise ERAError(f"cannot load encoder {model_id!r} (revision {revision or 'main'}): {reason}. "
-                       f"{OFFLINE_HINT}") from None
+        raise encoder_load_error(model_id, revision, err) from None
     model.eval()
     return model, tokenizer, resolved_revision(model_id, revision)
+
+
+def encoder_load_error(model_id: str, revision: str | None, err: Exception, what: str | None = None) -> ERAError:
+    """The one-line error for an encoder transformers could not load: offline and not cached, a folder that is not
+    a model, or a file. ``what`` names it (default ``encoder 'ID'``), e.g. with the argument that gave it."""
+    import os
+
+    what = what or f"encoder {model_id!r}"
+    reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+    path = os.path.expanduser(str(model_id))
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            reason = "no config.json"
+        return ERAError(f"{what} is a directory but not a transformers model with its tokenizer ({reason}); pass a "
+                        "Hub id or a folder written by save_pretrained")
+    if os.path.exists(path):
+        return ERAError(f"{what} is a file, not a model: pass a Hub id or a model folder")
+    return ERAError(f"cannot load {what} (revision {revision or 'main'}): {reason}. {OFFLINE_HINT}")
 
 
 def resolved_revision(model_id: str, revision: str | None = None) -> str | None:

@@ -30,11 +30,12 @@ FLAG_NAMES = {"output_dir": ["--output", "--output-dir"], "head": ["--head"], "t
 
 EXAMPLES = """\
 examples:
-  era-hf train --tasks /work/shared/data/adi --query-encoder sentence-transformers/all-mpnet-base-v2 \\
+  era-hf train --tasks ../shared/data/adi --query-encoder sentence-transformers/all-mpnet-base-v2 \\
       --document-encoder sentence-transformers/all-MiniLM-L6-v2 --mode both --label-ratio 0.2 --output out/adi
-  era-hf train --tasks /work/shared/data --recipe ridge_init --output out/suite      # pooled suite directory
+  era-hf train --tasks ../shared/data --recipe ridge_init --output out/suite      # pooled suite directory
   era-hf train ... --alignment.epochs 10 --adaptation.lr 5e-5 --adaptation.in-batch-negatives
   era-hf train ... --output out/adi --resume                                          # continue after a crash
+  era-hf train ... --output out/adi --overwrite                                       # replace the model there
   accelerate launch --multi_gpu --num_processes 2 -m era_hf.train --tasks ... --output out/ddp
 """
 
@@ -192,20 +193,19 @@ def run_train(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m era_hf.train", description=_describe(), epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cli import ERAArgumentParser
+
+    parser = ERAArgumentParser(prog="python -m era_hf.train", description=_describe(), epilog=EXAMPLES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import run_command
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ns = build_parser().parse_args(argv)
-    try:
-        return run_train(ns)
-    except ERAError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(run_train, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -571,3 +571,95 @@ def test_a_callers_accelerator_on_another_device_is_refused_and_ours_follow_the_
     AcceleratorState._reset_state(reset_partial_state=True)
     assert [make_accelerator(cpu=cpu).device.type for cpu in (True, False, True)] == ["cpu", "cuda", "cpu"]
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# ---------------------------------------------------------------------- an earlier run's output, conflicting flags
+def _cli(shared_data, out, cache_dir, *extra):
+    from era_hf.train import main
+
+    return main(["--tasks", str(shared_data / "adi"), "--query-encoder", MINILM, "--document-encoder", MINILM,
+                 "--output", str(out), "--cache-dir", str(cache_dir), "--quiet", "--no-plot", *extra])
+
+
+def test_a_finished_model_without_checkpoints_is_replaced_only_with_overwrite(tmp_path, cache_dir, adi, shared_data,
+                                                                             monkeypatch, capsys):
+    import shutil
+
+    from era_hf.training import data as data_mod
+
+    out = tmp_path / "model"
+    quick = ("--mode", "alignment_only", "--alignment.init", "ridge")
+    assert _cli(shared_data, out, cache_dir, *quick) == 0
+    shutil.rmtree(out / "checkpoints")  # e.g. a model kept by `era-hf benchmark --keep-models`, or copied
+    before = {name: (out / name).read_bytes() for name in ("config.json", "model.safetensors", "training_log.json")}
+    capsys.readouterr()
+
+    def no_encoding(*a, **k):
+        raise AssertionError("encoding started")
+
+    with monkeypatch.context() as m:  # refused before any encoding
+        m.setattr(data_mod.Embedder, "query_side", no_encoding)
+        m.setattr(data_mod.Embedder, "document_side", no_encoding)
+        assert _cli(shared_data, out, cache_dir, "--mode", "both", "--alignment.epochs", "2",
+                    "--adaptation.epochs", "2") == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
+        assert str(out) in err and "already holds a trained model" in err
+        assert "--overwrite" in err and "another --output" in err
+        # --resume has no checkpoint to continue: refused as a CheckpointMismatch (a caller that owns the
+        # folder, like `era-hf demo`, starts over with overwrite)
+        with pytest.raises(CheckpointMismatch, match=r"no checkpoints: --resume has nothing to continue.*--overwrite"):
+            run([adi], small_args(out, cache_dir, mode="alignment_only", resume=True))
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing was replaced
+
+    assert _cli(shared_data, out, cache_dir, "--overwrite", "--mode", "both", "--alignment.epochs", "2",
+                "--adaptation.epochs", "2", "--adaptation.lr", "1e-3") == 0
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert load_head_only(out).config.mode == "both"
+    # the run's own checkpoints now sit beside its model: the usual rules apply again
+    assert _cli(shared_data, out, cache_dir, *quick) == 2
+    assert "holds checkpoints of an earlier run" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_conflict(tmp_path, cache_dir, shared_data, capsys):
+    from era_hf.training import TrainingArguments
+
+    with pytest.raises(ERAError, match="--resume and --overwrite conflict"):
+        TrainingArguments(tasks=["t"], output_dir="o", resume=True, overwrite=True).validate()
+    assert _cli(shared_data, tmp_path / "out", cache_dir, "--resume", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume and --overwrite conflict") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_alignment_tasks_that_no_step_reads_are_refused(tmp_path, cache_dir, adi, shared_data, capsys):
+    from era_hf.training import ERATrainer
+
+    assert _cli(shared_data, tmp_path / "out", cache_dir, "--mode", "label_only",
+                "--alignment-tasks", str(shared_data / "adi")) == 2
+    err = capsys.readouterr().err
+    assert "alignment_tasks: no step of this run reads them" in err and "label_only" in err
+    assert "--alignment-tasks" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    # given to the trainer apart from the arguments, too
+    with pytest.raises(ERAError, match="alignment_tasks: no step of this run reads them.*label_only"):
+        ERATrainer(None, [adi], small_args(tmp_path / "x", cache_dir, mode="label_only"), alignment_tasks=[adi])
+    # an anchored head whose stage 1 is skipped reads them no more
+    with pytest.raises(ERAError, match="no step of this run reads them.*anchored skip"):
+        ERATrainer(None, [adi], small_args(tmp_path / "x", cache_dir, anchor=True), alignment_tasks=[adi])
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("side", ["query", "document"])
+def test_an_encoder_folder_that_is_not_a_model_is_named(tmp_path, cache_dir, shared_data, side, capsys):
+    from era_hf.train import main
+
+    not_a_model = shared_data / "adi"  # a task folder
+    encoders = {"query": MINILM, "document": MINILM, side: str(not_a_model)}
+    rc = main(["--tasks", str(shared_data / "adi"), "--query-encoder", encoders["query"], "--document-encoder",
+               encoders["document"], "--output", str(tmp_path / "out"), "--cache-dir", str(cache_dir), "--quiet",
+               "--no-plot"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert f"{side} encoder {str(not_a_model)!r} (--{side}-encoder) is a directory but not a transformers model" in err
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -289,7 +289,8 @@ class TrainingArguments:
     split_seed: int = _f(42, "seed of the train/val/test query split (task.split)")
     recipe: str = _f("reference", "named recipe the hyper-parameters start from")
     resume: bool = _f(False, "continue an interrupted run from OUTPUT/checkpoints", neutral=True)
-    overwrite: bool = _f(False, "discard checkpoints of an earlier run in OUTPUT", neutral=True)
+    overwrite: bool = _f(False, "discard checkpoints of an earlier run in OUTPUT and replace a model saved there "
+                                 "(without it, such an OUTPUT is refused)", neutral=True)
     cache_dir: str | None = _f(None, "embedding cache directory (default $ERA_HF_CACHE or "
                                      "~/.cache/era_hf/embeddings)", neutral=True)
     encode_batch_size: int = _f(32, "encoding batch size", neutral=True)
@@ -385,6 +386,27 @@ class TrainingArguments:
                            "pass --alignment.distill-steps 0 to pick the weight instead")
         if self.stop_after is not None:
             parse_stop_after(self.stop_after)
+        if self.resume and self.overwrite:
+            raise ERAError("--resume and --overwrite conflict: --resume continues the run whose checkpoints are in "
+                           "the output directory, --overwrite discards them and starts again; pass one of them")
+        if isinstance(self.alignment_tasks, (str, os.PathLike)):
+            self.alignment_tasks = [self.alignment_tasks]
+        check_alignment_tasks_read(self, bool(self.alignment_tasks), self.anchor)
+
+
+def check_alignment_tasks_read(args: "TrainingArguments", has_alignment_tasks: bool, anchor: bool) -> None:
+    """ERAError when ``alignment_tasks`` are given to a run that never reads them: only stage 1 does (it aligns on
+    their documents), and it does not run in mode label_only, nor for an anchored head with
+    ``alignment.anchored='skip'`` (``anchor``: the head that is trained, which a given model may fix)."""
+    if not has_alignment_tasks:
+        return
+    if args.mode == "label_only":
+        raise ERAError("alignment_tasks: no step of this run reads them; stage 1 aligns on their documents, and mode "
+                       "label_only skips stage 1: drop --alignment-tasks or use --mode both")
+    if anchor and args.alignment.anchored == "skip":
+        raise ERAError("alignment_tasks: no step of this run reads them; stage 1 aligns on their documents, and an "
+                       "anchored head with --alignment.anchored skip skips stage 1: drop --alignment-tasks or pass "
+                       "--alignment.anchored score (as in --recipe recommended) or ensemble")
 
 
 def parse_stop_after(value: str) -> tuple[str, int | None]:

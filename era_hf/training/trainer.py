@@ -38,8 +38,9 @@ from ..atomic import atomic_path, atomic_write_json
 from ..errors import ERAError
 from . import adaptation as stage2
 from . import alignment as stage1
-from .arguments import TrainingArguments, distills, parse_stop_after, resolved_score_weight_guard
-from .checkpoints import Checkpoints, check_compatible, rng_state, set_rng_state
+from .arguments import (TrainingArguments, check_alignment_tasks_read, distills, parse_stop_after,
+                        resolved_score_weight_guard)
+from .checkpoints import CheckpointMismatch, Checkpoints, check_compatible, rng_state, set_rng_state
 from .data import (Embedder, build_adaptation_data, build_alignment_data, build_distillation_data,
                    non_test_query_ids, prepare_tasks)
 from .loop import EpochLoop, LoopState, TrainingStopped
@@ -96,6 +97,10 @@ def make_accelerator(cpu: bool = False) -> Any:
     return accelerator
 
 
+#: Files of a trained model that a run writes into its output directory (and would replace).
+MODEL_FILES = ("config.json", "model.safetensors", "training_log.json")
+
+
 def _describe_revision(revision: str | None) -> str | None:
     return None if revision is None or str(revision).startswith("local:") else revision
 
@@ -136,6 +141,9 @@ class ERATrainer:
         if self.alignment_tasks and args.alignment.include_queries:
             raise ERAError("alignment.include_queries uses the training tasks' query texts: it cannot be combined "
                            "with alignment_tasks (stage 1 on other tasks' documents)")
+        given_config = getattr(model_or_pair, "config", None)  # a given ERAModel fixes the head (anchored or not)
+        anchor = bool(given_config.anchor) if hasattr(given_config, "anchor") else args.anchor
+        check_alignment_tasks_read(args, bool(self.alignment_tasks), anchor)
         self.accelerator = accelerator
         self.log: dict[str, Any] = {}
         self.data: Any = None
@@ -209,40 +217,74 @@ class ERATrainer:
         return (tasks, stage1_tasks, records) if alignment_tasks else (stage1_tasks, alignment_tasks, records)
 
     def _check_output(self, acc: Any) -> Path:
-        """The output directory must be writable (probed) before any encoding starts."""
+        """Before any encoding starts: the output directory must be writable (probed), and what an earlier run left
+        there is never replaced unasked: its checkpoints need --resume or --overwrite, a trained model without
+        checkpoints needs --overwrite."""
         from accelerate.utils import broadcast_object_list
 
         out = Path(self.args.output_dir).expanduser()
-        problem = [None]
+        problem: list[Any] = [None, False]  # message, whether it is a CheckpointMismatch
         if acc.is_main_process:
             try:
                 if out.exists() and not out.is_dir():
                     raise OSError(f"{out} exists and is not a directory")
-                out.mkdir(parents=True, exist_ok=True)
-                fd, probe = tempfile.mkstemp(prefix=".era-write-probe-", dir=out)
-                os.close(fd)
-                os.unlink(probe)
+                problem[:] = self._earlier_run_problem(out)
+                if problem[0] is None:
+                    out.mkdir(parents=True, exist_ok=True)
+                    fd, probe = tempfile.mkstemp(prefix=".era-write-probe-", dir=out)
+                    os.close(fd)
+                    os.unlink(probe)
             except OSError as err:
-                problem[0] = f"output directory {str(out)!r} is not writable: {err.strerror or err}"
+                problem[:] = [f"output directory {str(out)!r} is not writable: {err.strerror or err}", False]
         if acc.num_processes > 1:
             broadcast_object_list(problem)
         if problem[0]:
-            raise ERAError(problem[0])
+            raise (CheckpointMismatch if problem[1] else ERAError)(problem[0])
         return out
+
+    def _earlier_run_problem(self, out: Path) -> tuple[str | None, bool]:
+        """Why this run may not write into ``out`` (None when it may), and whether that is a CheckpointMismatch
+        (``--resume`` with no checkpoint to continue, only a finished model: a caller that owns the folder may
+        start over with ``overwrite``, as ``era-hf demo`` does)."""
+        a = self.args
+        if not out.is_dir():
+            return None, False
+        ckpts = Checkpoints(out)
+        if ckpts.exists():
+            if a.resume or a.overwrite:
+                return None, False
+            return (f"{ckpts.root} holds checkpoints of an earlier run: pass --resume to continue it or --overwrite "
+                    "to start again"), False
+        found = [name for name in MODEL_FILES if (out / name).is_file()]
+        if not found or a.overwrite:
+            return None, False
+        held = f"output directory {str(out)!r} already holds a trained model ({', '.join(found)})"
+        if a.resume:
+            return (f"{held} but no checkpoints: --resume has nothing to continue, and training would replace "
+                    "the model; pass --overwrite instead of --resume to replace it, or choose another --output"), True
+        return f"{held}; training would replace it: pass --overwrite to replace it, or choose another --output", False
 
     def _dims(self, pair: Any, model: Any) -> tuple[int, int]:
         if model is not None:
             return int(model.config.query_dim), int(model.config.document_dim)
         from transformers import AutoConfig
 
+        from ..text_encoding import encoder_load_error
+
+        described = pair.describe()
         dims = []
-        for model_id, rev in ((pair.query_encoder_id, pair.describe()["query_encoder"]["requested_revision"]),
-                              (pair.document_encoder_id, pair.describe()["document_encoder"]["requested_revision"])):
+        for side, model_id in (("query", pair.query_encoder_id), ("document", pair.document_encoder_id)):
+            what = f"{side} encoder {model_id!r} (--{side}-encoder)"
+            revision = described[f"{side}_encoder"]["requested_revision"]
             try:
-                dims.append(int(AutoConfig.from_pretrained(model_id, revision=rev).hidden_size))
-            except OSError as err:
-                raise ERAError(f"cannot read the config of encoder {model_id!r}: {str(err).splitlines()[0]}. "
-                               "Offline machines: seed the cache with `era-hf models install`.") from None
+                config = AutoConfig.from_pretrained(model_id, revision=revision)
+            except (OSError, ValueError) as err:  # a folder without a model's config.json: ValueError
+                raise encoder_load_error(model_id, revision, err, what) from None
+            dim = getattr(config, "hidden_size", None)
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+                raise ERAError(f"the config of the {what} ({type(config).__name__}) gives no embedding size "
+                               f"(hidden_size: {dim!r}): it is not a text encoder era_hf can pool")
+            dims.append(dim)
         return dims[0], dims[1]
 
     def _config(self, pair: Any, model: Any, dims: tuple[int, int], tasks: Sequence[Any]) -> Any:
@@ -298,12 +340,8 @@ class ERATrainer:
             raise ERAError("training a LoRA query encoder is not supported by era-hf train (heads only)")
         compat = self._compat(config, tasks, alignment_tasks)
         ckpts = Checkpoints(out, acc)
-        if ckpts.exists():
-            if a.overwrite:
-                ckpts.clear()
-            elif not a.resume:
-                raise ERAError(f"{ckpts.root} holds checkpoints of an earlier run: pass --resume to continue it "
-                               "or --overwrite to start again")
+        if ckpts.exists() and a.overwrite:  # without --resume or --overwrite, _check_output refused them already
+            ckpts.clear()
         saved = {s: ckpts.load(s) for s in ("alignment", "adaptation")}
         for s, st in saved.items():
             if st is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import math
 import numbers
@@ -376,11 +377,61 @@ def _blocks_class() -> type:
         """``gr.Blocks`` whose ``launch()`` defaults to this page's theme and CSS (Gradio 6 takes them there)."""
 
         def launch(self, *args: Any, **kwargs: Any) -> Any:
+            from starlette.middleware import Middleware
+
             kwargs.setdefault("theme", _theme())
             kwargs.setdefault("css", CSS)
+            app_kwargs = dict(kwargs.get("app_kwargs") or {})
+            app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(TextOnly)]
+            kwargs["app_kwargs"] = app_kwargs
             return super().launch(*args, **kwargs)
 
     return ERASearchBlocks
+
+
+def _holds_file(value: Any) -> bool:
+    """Whether decoded JSON holds a Gradio file object anywhere (``{"meta": {"_type": "gradio.FileData"}, …}``)."""
+    if isinstance(value, dict):
+        meta = value.get("meta")
+        return (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData") or \
+            any(_holds_file(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_file(v) for v in value)
+
+
+class TextOnly:
+    """ASGI middleware: the page takes text only, so Gradio's upload route and any request body holding a Gradio
+    file object are refused (HTTP 400) before Gradio would write an upload into its cache or fetch a URL there."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body, more = b"", not scope["path"].rstrip("/").endswith("/upload")
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            refused = scope["path"].rstrip("/").endswith("/upload") or _holds_file(json.loads(body or b"null"))
+        except (ValueError, RecursionError):
+            refused = False  # not JSON: Gradio answers it as it would
+        if refused:
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"detail": "This page accepts text only (no files)."}, status_code=400)
+            return await response(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
 
 
 def render_results(result: Mapping[str, Any] | None, side: str, other: Mapping[str, Any] | None = None,
@@ -638,5 +689,9 @@ def run_space(args: argparse.Namespace) -> int:
     demo = load_app(args.model, args.index, model_revision=args.model_revision, index_revision=args.index_revision,
                     task=args.task, max_batch_size=args.max_batch_size, concurrency_limit=args.concurrency,
                     max_queue_size=args.max_queue)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share == "yes", ssr_mode=False)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share == "yes", ssr_mode=False)
+    except OSError as err:  # Gradio: the port is taken or the host is not an address of this machine
+        raise ERAError(f"cannot serve on {args.host}:{args.port}: {err} (is --port in use, is --host an address "
+                       "of this machine?)") from None
     return 0

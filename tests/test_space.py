@@ -1,4 +1,5 @@
-"""The Gradio search Space: API through gradio_client, errors, malformed requests, batching, load.
+"""The Gradio search Space: API through gradio_client, errors, malformed requests, path-like input (nothing
+reaches the filesystem), batching, 200 requests in flight at once.
 
 One small app is shared by this module and ``test_space_browser.py`` (see :func:`get_space`):
 a MiniLM → MiniLM ERA model (a near-identity linear head, so ERA and the baseline differ a
@@ -326,66 +327,429 @@ def test_cli_defaults_and_missing_paths(tmp_path):
         args.func(args)
 
 
-# ----------------------------------------------------------------------------------- load
-def test_load_200_requests_from_8_threads(space, tmp_path):
-    """Bounded load on loopback: no errors; p50 / p95 latency recorded (not asserted)."""
-    from gradio_client import Client
-
-    n_requests, n_threads = 200, 8
-    queries = [f"{w} of information retrieval systems" for w in
-               ("evaluation", "automation", "costs", "indexing", "history", "design", "users", "testing")]
-    latencies: list[float] = []
-    errors: list[str] = []
-    batch_sizes: list[int] = []
-    server_ms: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(n_requests))
-
-    def worker() -> None:
-        c = Client(space["url"], verbose=False)
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t0 = time.perf_counter()
+# ----------------------------------------------------------------------------------- raw HTTP
+def _sse_result(stream: str) -> tuple[str | None, Any]:
+    """(last event name, its decoded data) of a ``/gradio_api/call/<api>/<event_id>`` event stream."""
+    event, data = None, None
+    for line in stream.splitlines():
+        if line.startswith("event:"):
+            event = line[len("event:"):].strip()
+        elif line.startswith("data:"):
+            raw = line[len("data:"):].strip()
             try:
-                r = c.predict(queries[i % len(queries)], None, 5, api_name="/search")
-                dt = time.perf_counter() - t0
-                ok = r["error"] is None and len(r["era"]["results"]) == 5 and len(r["baseline"]["results"]) == 5
-            except Exception as err:  # noqa: BLE001 - counted as an error
-                dt, ok, r = time.perf_counter() - t0, False, {"error": repr(err)}
-            with lock:
-                latencies.append(dt)
-                if ok:
-                    batch_sizes.append(r["batch_size"])
-                    server_ms.append(r["era"]["latency_ms"] + r["baseline"]["latency_ms"])
-                else:
-                    errors.append(str(r.get("error")))
+                data = json.loads(raw)
+            except ValueError:
+                data = raw
+    return event, data
 
-    t_start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    wall = time.perf_counter() - t_start
-    assert not errors, errors[:3]
-    assert len(latencies) == n_requests
-    ms = sorted(x * 1000 for x in latencies)
+
+def call_search(http: Any, url: str, data: Any) -> dict[str, Any]:
+    """One ``/search`` call over Gradio's plain REST API (POST, then read the event stream).
+
+    Returns ``status`` (of the POST), ``text`` (everything the server sent back), ``event`` and ``result``
+    (the endpoint's dict, when the stream completed).
+    """
+    resp = http.post(f"{url}gradio_api/call/search", json={"data": data})
+    out: dict[str, Any] = {"status": resp.status_code, "text": resp.text, "event": None, "result": None}
+    if resp.status_code == 200:
+        stream = http.get(f"{url}gradio_api/call/search/{resp.json()['event_id']}").text
+        out["text"] += stream
+        out["event"], payload = _sse_result(stream)
+        if out["event"] == "complete" and isinstance(payload, list) and payload and isinstance(payload[0], dict):
+            out["result"] = payload[0]
+    return out
+
+
+def direct_search_many(service: Any, queries: list[str], instructions: list[str], k: int) -> list[dict[str, Any]]:
+    """:func:`direct_search` for many queries at once (one encode per side; era_hf directly, no Gradio)."""
+    era_scores, era_ids = service.index.search(service.model.encode_queries(queries, instruction=instructions), k)
+    base_scores, base_ids = service.index.search(service.baseline.encode(queries), k)
+    return [{"era": (era_ids[i], era_scores[i]), "baseline": (base_ids[i], base_scores[i])}
+            for i in range(len(queries))]
+
+
+def result_mismatch(r: Any, query: str, instruction: str, k: int, expected: dict[str, Any]) -> str | None:
+    """None when ``r`` is the correct answer to (query, instruction, k), else what is wrong."""
+    if not isinstance(r, dict):
+        return f"not a result: {str(r)[:200]}"
+    if r.get("error") is not None:
+        return f"error: {r['error']}"
+    if (r["query"], r["instruction"], r["k"]) != (query, instruction, k):
+        return f"answer to another request: {(r['query'], r['instruction'], r['k'])} != {(query, instruction, k)}"
+    for side in ("era", "baseline"):
+        hits = r[side]["results"]
+        ids, scores = list(expected[side][0][:k]), np.asarray(expected[side][1][:k])
+        if [h["rank"] for h in hits] != list(range(1, k + 1)) or [h["id"] for h in hits] != ids:
+            return f"{side} ids {[h['id'] for h in hits]} != expected {ids}"
+        if not np.allclose([h["score"] for h in hits], scores, atol=2e-4):
+            return f"{side} scores {[h['score'] for h in hits]} != expected {scores.round(4).tolist()}"
+    return None
+
+
+# ----------------------------------------------------------------------------------- filesystem
+def _tree(root: Path, skip: tuple[str, ...] = ("__pycache__", ".git", ".venv", ".pytest_cache")) -> dict[str, Any]:
+    """relative path → (size, mtime_ns) of everything under ``root`` (missing root: {})."""
+    out: dict[str, Any] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _top(root: Path) -> dict[str, Any]:
+    """name → (size, mtime_ns) of the entries directly in ``root``."""
+    out: dict[str, Any] = {}
+    for p in root.iterdir():
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        out[p.name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_path_like_input_never_reaches_the_filesystem(space, tmp_path_factory, monkeypatch):
+    """Path-like queries / instructions / k over the real HTTP API are ordinary text: results or a validation
+    message, never file content, and no file is created, read back or changed (the process even runs in an
+    empty working directory meanwhile, so a relative path would land there)."""
+    import hashlib
+    import tempfile
+    import uuid
+
+    import httpx
+
+    from era_hf.space import MAX_INSTRUCTION_CHARS, MAX_QUERY_CHARS
+
+    service, url = space["service"], space["url"]
+    marker = f"era-probe-{uuid.uuid4().hex}"
+    secrets = [p for p in (Path("/etc/passwd"), Path("/etc/shadow")) if os.access(p, os.R_OK)]
+    secret_state = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in secrets}
+    leaks = ["root:"] + [line for p in secrets for line in p.read_text(errors="replace").splitlines()[:3] if line]
+    # precondition: nothing the app can legitimately return contains the leak markers
+    assert not any(m in text for m in leaks for text in service.index.texts + service.index.titles)
+
+    long_chain = "../" * 300 + "etc/passwd"  # 910 characters: valid as a query and as an instruction
+    paths = ["../../etc/passwd", "/etc/shadow", "file:///etc/passwd", "C:\\Windows\\win.ini", long_chain,
+             "../../etc/passwd\x00.png", "\x00", "/etc/passwd\x00", f"../../{marker}", f"/tmp/{marker}.txt",
+             f"file:///tmp/{marker}", f"./{marker}/../../../etc/passwd", f"~/{marker}", f"\\\\server\\{marker}"]
+    assert len(long_chain) <= min(MAX_QUERY_CHARS, MAX_INSTRUCTION_CHARS)
+    file_data = {"path": "/etc/passwd", "url": f"{url}gradio_api/file=/etc/passwd", "orig_name": "passwd",
+                 "meta": {"_type": "gradio.FileData"}}
+    probe_query = "information retrieval"
+    valid = [(p, None, 3) for p in paths] + [(probe_query, p, 4) for p in paths]
+    invalid = [  # (data, message)
+        (["../" * (MAX_QUERY_CHARS // 3 + 1) + "etc/passwd", None, 3], "query is too long"),
+        ([probe_query, "../" * (MAX_INSTRUCTION_CHARS // 3 + 1), 3], "instruction is too long"),
+        ([probe_query, None, "../../etc/passwd"], "whole number"),
+    ]
+    # JSON shaped like a Gradio file: Gradio itself refuses a local path that was not uploaded (an error event,
+    # before the handler; a 4xx if the request is stopped earlier); were it let through, the handler refuses it
+    file_shaped = [([file_data, None, 3], "query must be text"),
+                   ([probe_query, file_data, 3], "instruction must be text"),
+                   ([{**file_data, "path": "../../etc/passwd"}, None, 3], "query must be text")]
+
+    cwd = tmp_path_factory.mktemp("empty-cwd")
+    roots_strict = {"basetemp": tmp_path_factory.getbasetemp()}  # this session only: nothing may change there
+    roots_shared = {"repo": Path(__file__).resolve().parents[1], "gradio cache": Path(space["demo"].GRADIO_CACHE)}
+    tops_shared = {"tmp": Path(tempfile.gettempdir()), "/": Path("/"), "/etc": Path("/etc"),
+                   "home": Path.home()}
+    before_strict = {k: _tree(v) for k, v in roots_strict.items()}
+    before_shared = {k: _tree(v) for k, v in roots_shared.items()}
+    before_tops = {k: _top(v) for k, v in tops_shared.items()}
+
+    monkeypatch.chdir(cwd)
+    answers = []
+    with httpx.Client(timeout=60) as http:
+        for q, ins, k in valid:
+            answers.append(((q, ins, k), call_search(http, url, [q, ins, k])))
+        for data, message in invalid + file_shaped:
+            answers.append(((data, message), call_search(http, url, data)))
+    monkeypatch.undo()
+
+    problems = []
+    expected = {}
+    for (q, ins, k), a in answers[:len(valid)]:
+        instruction = (service.instruction if ins is None else ins).strip()
+        if (q, instruction) not in expected:
+            expected[(q, instruction)] = direct_search_many(service, [q.strip()], [instruction], 10)[0]
+        wrong = result_mismatch(a["result"], q.strip(), instruction, k, expected[(q, instruction)])
+        if a["status"] != 200 or wrong:
+            problems.append((repr(q)[:60], repr(ins)[:60], a["status"], wrong))
+    for j, ((data, message), a) in enumerate(answers[len(valid):]):
+        r = a["result"]
+        refused_by_gradio = j >= len(invalid) and (400 <= a["status"] < 500 or a["event"] == "error")
+        if not refused_by_gradio and (a["status"] != 200 or not r or not r["error"] or message not in r["error"]
+                                      or r["era"]["results"]):
+            problems.append((repr(data)[:80], a["status"], a["event"], a["text"][:300]))
+    assert not problems, problems
+    for request, a in answers:
+        assert not any(m in a["text"] for m in leaks), (repr(request)[:80], a["text"][:300])
+
+    # nothing was created, changed or removed ...
+    assert list(cwd.iterdir()) == []
+    for name, root in roots_strict.items():
+        assert _tree(root) == before_strict[name], name
+    for p, state in secret_state.items():
+        assert (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) == state, p
+    # ... and where other processes write too, no new entry comes from these inputs
+    suspicious = (marker, "passwd", "shadow", "win.ini")
+    for name, root in roots_shared.items():
+        after = _tree(root)
+        new = [p for p in after if p not in before_shared[name]]
+        assert not [p for p in new if any(s in p for s in suspicious)], (name, new)
+        for rel in [p for p in after if after[p] != before_shared[name].get(p)]:
+            f = root / rel
+            if f.is_file() and not f.is_symlink() and f.stat().st_size < 5_000_000:
+                assert marker.encode() not in f.read_bytes(), f
+    for name, root in tops_shared.items():
+        new = set(_top(root)) - set(before_tops[name])
+        assert not [p for p in new if any(s in p for s in suspicious)], (name, sorted(new))
+    assert not list(Path(tempfile.gettempdir()).glob(f"*{marker}*"))
+    with httpx.Client(timeout=60) as http:  # still serving
+        r = call_search(http, url, [KNOWN_QUERY, None, 3])["result"]
+    assert r["error"] is None and r["era"]["results"][0]["id"] == KNOWN_TOP
+
+
+# Gradio 6 moves any file-shaped JSON input ({'path': URL, 'meta': {'_type': 'gradio.FileData'}}) to its cache
+# before the handler runs, even for a text-only endpoint (a directory per URL, and for a public host the download):
+# era_hf.space.TextOnly refuses such requests first.
+def test_file_shaped_json_with_a_url_creates_nothing(space):
+    import uuid
+
+    import httpx
+    from gradio.processing_utils import hash_url
+
+    url, cache = space["url"], Path(space["demo"].GRADIO_CACHE)
+    target = f"http://127.0.0.1:9/era-probe-{uuid.uuid4().hex}.txt"  # loopback: the download itself is refused
+    made = cache / hash_url(target)
+    assert not made.exists()
+    try:
+        with httpx.Client(timeout=60) as http:
+            a = call_search(http, url, [{"path": target, "meta": {"_type": "gradio.FileData"}}, None, 3])
+            assert call_search(http, url, [KNOWN_QUERY, None, 3])["result"]["error"] is None  # still serving
+        refused = 400 <= a["status"] < 500 or a["event"] == "error" or "must be text" in (a["result"] or {}).get(
+            "error", "")
+        assert refused, (a["status"], a["text"][:300])
+        assert not made.exists(), f"user input created {made}"
+    finally:
+        if made.is_dir() and not any(made.iterdir()):
+            made.rmdir()
+
+
+# Gradio 6 serves POST /gradio_api/upload on every app: any client could write files into GRADIO_CACHE, which
+# outlive the server. era_hf.space.TextOnly refuses the route.
+def test_upload_route_writes_nothing(space):
+    import uuid
+
+    import httpx
+
+    url, cache = space["url"], Path(space["demo"].GRADIO_CACHE)
+    name = f"era-probe-{uuid.uuid4().hex}.txt"
+    written: list[Path] = []
+    try:
+        with httpx.Client(timeout=60) as http:
+            resp = http.post(f"{url}gradio_api/upload", files={"files": (name, b"user bytes\n" * 1000)})
+            if resp.status_code == 200:
+                written = [Path(p) for p in resp.json() if isinstance(p, str)]
+            assert call_search(http, url, [KNOWN_QUERY, None, 3])["result"]["error"] is None  # still serving
+        assert not list(cache.glob(f"*/{name}")), f"an upload was written to {cache}"
+        assert not 200 <= resp.status_code < 300, (resp.status_code, resp.text[:200])
+    finally:
+        for p in [*written, *cache.glob(f"*/{name}")]:
+            if p.is_file() and p.name == name and cache in p.parents:
+                p.unlink()
+                if not any(p.parent.iterdir()):
+                    p.parent.rmdir()
+
+
+# ----------------------------------------------------------------------------------- load
+LOAD_ASPECTS = ("evaluation", "automation", "costs", "indexing", "history", "design", "users", "testing", "theory",
+                "standards")
+LOAD_TOPICS = ("information retrieval systems", "library catalogs", "chemical patents", "citation indexes",
+               "machine translation", "document classification", "technical reports", "abstracting services",
+               "thesaurus construction", "microfilm storage", "computer typesetting", "scientific journals",
+               "question answering", "keyword searching", "bibliographic databases",
+               "selective dissemination of information", "medical literature", "legal documents",
+               "government publications", "data compression")
+LOAD_INSTRUCTION = "Find documents about library and information science."
+
+
+def load_requests(service: Any, n: int = 200) -> tuple[list[list[Any]], list[tuple[str, str, int]], list[dict]]:
+    """``n`` distinct requests (query, instruction or None, k from 1 to 10), the (query, instruction, k) each must
+    be answered with, and the expected hits of each (era_hf directly)."""
+    queries = [f"{a} of {t}" for t in LOAD_TOPICS for a in LOAD_ASPECTS][:n]
+    assert len(set(queries)) == n
+    sent_instructions = [(None, "", LOAD_INSTRUCTION)[i % 3] for i in range(n)]
+    instructions = [(service.instruction if s is None else s).strip() for s in sent_instructions]
+    ks = [1 + i % 10 for i in range(n)]
+    expected = direct_search_many(service, queries, instructions, 10)
+    payloads = [[q, s, k] for q, s, k in zip(queries, sent_instructions, ks)]
+    return payloads, list(zip(queries, instructions, ks)), expected
+
+
+async def burst(url: str, payloads: list[list[Any]], on_all_posted: Any = None) -> list[dict[str, Any]]:
+    """Send every payload to ``/search`` at once and read every answer (REST API, a connection per request).
+
+    Each request is a task that waits at a start line; once all are waiting they are released together, so each
+    records ``t_sent`` in the same event-loop turn, before any network I/O: all are in flight at once.
+    ``on_all_posted()`` runs once every POST (the request joining Gradio's queue) has been answered.
+    """
+    import asyncio
+
+    import httpx
+
+    n = len(payloads)
+    start = asyncio.Event()
+    waiting = posted = 0
+
+    async def one(http: httpx.AsyncClient, data: list[Any]) -> dict[str, Any]:
+        nonlocal waiting, posted
+        waiting += 1
+        await start.wait()
+        out: dict[str, Any] = {"t_sent": time.perf_counter(), "status": None, "text": "", "event": None,
+                               "result": None, "failure": None}
+        try:
+            resp = await http.post(f"{url}gradio_api/call/search", json={"data": data})
+        except httpx.HTTPError as err:  # reported by the caller (e.g. a connection the server dropped)
+            out["failure"] = f"POST: {err!r}"
+        finally:
+            posted += 1
+            if posted == n and on_all_posted is not None:
+                on_all_posted()
+        if out["failure"] is None:
+            out.update(status=resp.status_code, text=resp.text)
+        if out["status"] == 200:
+            try:
+                stream = (await http.get(f"{url}gradio_api/call/search/{resp.json()['event_id']}")).text
+            except httpx.HTTPError as err:
+                out["failure"] = f"GET: {err!r}"
+                stream = ""
+            out["text"] += stream
+            out["event"], payload = _sse_result(stream)
+            if out["event"] == "complete" and isinstance(payload, list) and payload:
+                out["result"] = payload[0]
+        out["t_done"] = time.perf_counter()
+        return out
+
+    # a fresh connection for every request: no idle keep-alive connection to race the server closing it
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0), limits=limits) as http:
+        tasks = [asyncio.create_task(one(http, p)) for p in payloads]
+        while waiting < n:
+            await asyncio.sleep(0)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+
+def test_200_concurrent_requests_are_all_answered_correctly(space, tmp_path):
+    """200 requests in flight at once (an app with a queue that holds them: ``max_queue_size=256``): every answer
+    is the right result for its own request; concurrent queries share forward passes; p50 / p95 latency recorded
+    (not asserted); the app keeps serving."""
+    import asyncio
+
+    import httpx
+
+    from era_hf.space import build_app
+
+    service = space["service"]
+    payloads, wanted, expected = load_requests(service)
+    demo = build_app(service.model, service.index, baseline_encoder=service.baseline, instruction=service.instruction,
+                     max_batch_size=8, max_queue_size=256)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            ssr_mode=False, quiet=True, show_error=False)
+    try:
+        t_start = time.perf_counter()
+        answers = asyncio.run(burst(url, payloads))
+        wall = time.perf_counter() - t_start
+        # every request was sent before the first answer came back: all 200 were in flight at once
+        assert max(a["t_sent"] for a in answers) < min(a["t_done"] for a in answers)
+        failures = [(i, a["failure"]) for i, a in enumerate(answers) if a["failure"]]
+        assert not failures, (len(failures), failures[:5])
+        wrong = [(i, a["status"], a["event"], result_mismatch(a["result"], *wanted[i], expected[i]))
+                 for i, a in enumerate(answers)]
+        wrong = [w for w in wrong if w[1] != 200 or w[3]]
+        assert not wrong, (len(wrong), wrong[:3])
+        batch_sizes = [a["result"]["batch_size"] for a in answers]
+        assert max(batch_sizes) > 1 and max(batch_sizes) <= 8  # concurrent queries were encoded together
+        with httpx.Client(timeout=60) as http:  # the app still answers afterwards
+            r = call_search(http, url, [KNOWN_QUERY, None, 3])["result"]
+        assert r["error"] is None and r["era"]["results"][0]["id"] == KNOWN_TOP
+    finally:
+        demo.close()
+
+    ms = sorted((a["t_done"] - a["t_sent"]) * 1000 for a in answers)
+    server_ms = [a["result"]["era"]["latency_ms"] + a["result"]["baseline"]["latency_ms"] for a in answers]
     report = {
-        "requests": n_requests, "threads": n_threads, "errors": len(errors), "wall_s": round(wall, 3),
-        "throughput_rps": round(n_requests / wall, 2),
+        "requests": len(answers), "in_flight_at_once": len(answers), "errors": 0, "wall_s": round(wall, 3),
+        "throughput_rps": round(len(answers) / wall, 2),
         "p50_ms": round(statistics.median(ms), 2), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
         "max_ms": round(ms[-1], 2),
         "server_batch_ms_p50": round(statistics.median(server_ms), 2),  # ERA + baseline encode/search of a batch
         "mean_batch_size": round(statistics.mean(batch_sizes), 2),
-        "max_batch_size": max(batch_sizes), "documents": len(space["service"].index),
+        "max_batch_size": max(batch_sizes), "documents": len(service.index),
         "model": "MiniLM -> MiniLM (ERA) / MiniLM (baseline)", "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "note": "clients and server share one process (GIL) on loopback",
+        "note": "clients and server share one process (GIL) on loopback; 200 connections opened at once",
     }
     out = Path(os.environ.get("ERA_HF_BENCH_OUT") or tmp_path / "space_load.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nspace load: {json.dumps(report)} -> {out}")
+
+
+def test_200_concurrent_requests_overflow_the_default_queue_with_a_clear_refusal(space, client):
+    """The shared app, with the default queue (``DEFAULT_MAX_QUEUE`` waiting requests, as the Space), under 200
+    requests at once while a forward pass is slow (held): Gradio's queue limit refuses the excess with HTTP 503
+    "Queue is full" -- each refused request gets that message, every admitted one its correct result, and the app
+    keeps serving."""
+    import asyncio
+
+    from era_hf.space import DEFAULT_MAX_QUEUE
+
+    service = space["service"]
+    concurrency = service._batcher.max_batch_size  # the shared app admits max_batch_size requests at once
+    payloads, wanted, expected = load_requests(service)
+    assert len(payloads) > DEFAULT_MAX_QUEUE + concurrency
+    held = service._lock  # the forward-pass lock: while held, admitted requests wait inside the search
+    held.acquire()
+    state = {"released_by": None}
+    state_lock = threading.Lock()
+
+    def release(by: str = "all posted") -> None:
+        with state_lock:
+            if state["released_by"] is None:
+                state["released_by"] = by
+                held.release()
+
+    safety = threading.Timer(120, release, args=("timeout",))  # never leave the shared app blocked
+    safety.start()
+    try:
+        answers = asyncio.run(burst(space["url"], payloads, on_all_posted=release))
+    finally:
+        safety.cancel()
+        release("test end")
+    assert state["released_by"] == "all posted"  # every request had joined or been refused while held
+    failures = [(i, a["failure"]) for i, a in enumerate(answers) if a["failure"]]
+    assert not failures, (len(failures), failures[:5])
+    assert max(a["t_sent"] for a in answers) < min(a["t_done"] for a in answers)  # all in flight at once
+    admitted = [i for i, a in enumerate(answers) if a["status"] == 200]
+    refused = [i for i, a in enumerate(answers) if a["status"] != 200]
+    assert DEFAULT_MAX_QUEUE <= len(admitted) <= DEFAULT_MAX_QUEUE + concurrency, len(admitted)
+    for i in refused:
+        a = answers[i]
+        assert a["status"] == 503, (a["status"], a["text"][:200])
+        assert json.loads(a["text"])["detail"].startswith(f"Queue is full. Max size is {DEFAULT_MAX_QUEUE}")
+    wrong = [(i, answers[i]["event"], result_mismatch(answers[i]["result"], *wanted[i], expected[i]))
+             for i in admitted]
+    wrong = [w for w in wrong if w[2]]
+    assert not wrong, (len(wrong), wrong[:3])
+    assert max(answers[i]["result"]["batch_size"] for i in admitted) > 1
+    print(f"\ndefault queue under 200 at once: {len(admitted)} admitted, {len(refused)} refused (HTTP 503)")
+    r = client.predict(KNOWN_QUERY, None, 3, api_name="/search")  # still serving
+    assert r["error"] is None and r["era"]["results"][0]["id"] == KNOWN_TOP

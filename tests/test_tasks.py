@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from era_hf import cli
 from era_hf.errors import ERAError
 from era_hf.tasks import (
     QrelsWarning,
@@ -26,6 +28,7 @@ from era_hf.tasks import (
     mair_task_from_rows,
     mair_task_from_splits,
     make_split,
+    read_query_log,
 )
 from era_hf.tasks.mair import MAIR_TASKS, mair_task_names, parse_mair_spec
 from era_hf.tasks.stdlib_code import MAX_SUMMARY_WORDS, MIN_SUMMARY_WORDS, STDLIB_CODE_INSTRUCTION, stdlib_files
@@ -240,6 +243,203 @@ def test_beir_dir_missing_split_and_bad_meta(tmp_path):
         load_task(str(root))
 
 
+# -- BEIR directory: audit of hand-made task folders ------------------------------------------------
+SURROGATE = r'"bad \ud800 x"'  # a JSON escape that decodes to an unpaired surrogate
+
+
+@pytest.mark.parametrize(
+    ("remove", "match"),
+    [
+        (["queries.jsonl"], r"incomplete BEIR task directory: missing queries\.jsonl \("),
+        (["corpus.jsonl"], r"incomplete BEIR task directory: missing corpus\.jsonl \("),
+        (["queries.jsonl", "qrels/test.tsv"], r"incomplete BEIR task directory: missing queries\.jsonl, qrels/test"),
+    ],
+)
+def test_beir_dir_missing_required_file_named_up_front(tmp_path, remove, match):
+    root = write_task(tmp_path / "t", [DOCS[0], "{broken"], QUERIES, "q1\td1\t1\n")  # broken corpus: never read
+    for name in remove:
+        (root / name).unlink()
+    with pytest.raises(ERAError, match=rf"^{re.escape(str(root))}: {match}"):
+        load_task(str(root))
+    # In a suite, an incomplete task folder is refused too (it used to be skipped when it lacked corpus.jsonl).
+    write_task(tmp_path / "suite" / "a", DOCS, QUERIES, "q1\td1\t1\n")
+    root.rename(tmp_path / "suite" / "b")
+    with pytest.raises(ERAError, match=rf"suite/b: {match}"):
+        load_suite(str(tmp_path / "suite"))
+
+
+@pytest.mark.parametrize(
+    ("file", "line"),
+    [
+        ("corpus.jsonl", '{"_id": "d3", "text": ' + SURROGATE + "}"),
+        ("corpus.jsonl", '{"_id": "d3", "title": ' + SURROGATE + ', "text": "x"}'),
+        ("queries.jsonl", '{"_id": "q3", "text": ' + SURROGATE + "}"),
+        ("queries.jsonl", '{"_id": "q3", "text": "ok", "instruction": "\\udc00 reversed \\ud83d"}'),
+        ("log.jsonl", '{"text": ' + SURROGATE + "}"),
+    ],
+)
+def test_unpaired_surrogate_is_refused_naming_file_and_line(tmp_path, file, line):
+    docs = [*DOCS, r'{"_id": "x2", "text": "emoji \ud83d\ude00 is a valid pair"}']  # a pair: one character
+    queries = [*QUERIES, line] if file == "queries.jsonl" else QUERIES
+    root = write_task(tmp_path / "t", [*docs, line] if file == "corpus.jsonl" else docs, queries, "q1\td1\t1\n")
+    message = rf"{file}:[34]: field '\w+' holds an unpaired surrogate \\ud[89a-f]\w\w at character \d+: invalid"
+    with pytest.raises(ERAError, match=message):
+        if file == "log.jsonl":
+            (tmp_path / file).write_text('{"text": "a fine query"}\n\n' + line + "\n")
+            read_query_log(tmp_path / file)
+        else:
+            load_task(str(root))
+    if file == "corpus.jsonl":  # the file without the bad line loads, the surrogate pair as one character
+        write_task(tmp_path / "ok", docs, QUERIES, "q1\td1\t1\n")
+        assert load_task(str(tmp_path / "ok")).document_texts()[2] == "emoji \U0001f600 is a valid pair"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n "])
+@pytest.mark.parametrize("source", ["dir", "hub rows"])
+def test_blank_query_text_is_refused_with_file_line_and_id(tmp_path, text, source):
+    queries = [QUERIES[0], {"_id": "q0", "text": text}]
+    if source == "dir":
+        with pytest.raises(ERAError, match=r"queries\.jsonl:2: query 'q0' has (an empty|a blank) 'text'"):
+            load_task(str(write_task(tmp_path / "t", DOCS, queries, "q1\td1\t1\n")))
+    else:
+        with pytest.raises(ERAError, match=r"BeIR/toy queries row 2: query 'q0' has (an empty|a blank) 'text'"):
+            beir_task_from_rows("toy", DOCS, queries, [{"query-id": "q1", "corpus-id": "d1", "score": 1}])
+    # Documents stay as BEIR has them: a title without text (and even neither, as in cranfield) is kept.
+    docs = [*DOCS, {"_id": "d3", "title": "Only a title", "text": text}, {"_id": "d4", "title": "", "text": text}]
+    task = load_task(str(write_task(tmp_path / "docs", docs, QUERIES, "q1\td3\t1\n")))
+    assert task.document_texts()[2:] == [f"Only a title {text}", text]
+
+
+@pytest.mark.parametrize(
+    ("qrels", "found"),
+    [
+        ("q1\td1\t0\nq2\td2\t0\n", r"2 judgement\(s\) of known ids, all with score 0$"),
+        ("q9\td1\t1\nq1\td9\t2\n", r"2 naming unknown query or document ids \(skipped\)$"),
+        ("q1\td1\t0\nq1\td9\t1\n", r"1 judgement\(s\) of known ids, all with score 0; 1 naming unknown"),
+        ("", "no judgement$"),
+    ],
+)
+def test_no_relevant_judgement_is_said_plainly_naming_the_qrels_file(tmp_path, qrels, found):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QrelsWarning)
+        task = load_task(str(write_task(tmp_path / "t", DOCS, QUERIES, qrels)))
+    qrels_file = tmp_path / "t" / "qrels" / "test.tsv"
+    with pytest.raises(ERAError) as caught:
+        task.split(0.2)
+    message = str(caught.value)
+    assert message.startswith(f"task 't': no query has a relevant judged document (a score > 0 for a query and "
+                              f"a document of the task) in {qrels_file}; found ")
+    assert re.search(found, message) and "has only 0" not in message, message
+    with pytest.raises(ERAError, match=r"task 'x' has no judged query \(none with a relevance score > 0\)"):
+        make_split([], 0.2, task="x")
+
+
+@pytest.mark.parametrize("target", ["qrels/test.tsv", "queries.jsonl", "corpus.jsonl"])
+def test_data_file_that_is_a_directory_is_said_not_a_file(tmp_path, target):
+    root = write_task(tmp_path / "t", DOCS, QUERIES, "q1\td1\t1\n")
+    (root / target).unlink()
+    (root / target).mkdir()
+    path = re.escape(str(root / target))
+    with pytest.raises(ERAError, match=rf"^{path} is not a file \(a directory\); a BEIR task directory holds"):
+        load_suite(str(root))
+
+
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("t/corpus.jsonl", "t"),
+        ("t/qrels/test.tsv", "t"),
+        ("notes.txt", None),
+        ("corpus.jsonl", "."),  # no path separator: used to be "unrecognised task spec"
+    ],
+)
+def test_a_file_given_as_task_directory_is_said_to_be_a_file(tmp_path, monkeypatch, spec, hint):
+    write_task(tmp_path / "t", DOCS, QUERIES, "q1\td1\t1\n")
+    (tmp_path / "notes.txt").write_text("not a task\n")
+    if spec == "corpus.jsonl":
+        monkeypatch.chdir(tmp_path / "t")
+    else:
+        spec = str(tmp_path / spec)
+    expected = f"{spec!r} is a file, not a task directory (a task directory holds corpus.jsonl, queries.jsonl"
+    for load in (load_task, load_suite):  # a suite path that is a file too
+        with pytest.raises(ERAError) as caught:
+            load(spec)
+        message = str(caught.value)
+        assert message.startswith(expected) and "does not exist" not in message, message
+        if hint is None:
+            assert "did you mean" not in message
+        else:
+            folder = hint if hint == "." else str(tmp_path / hint)
+            assert message.endswith(f"; did you mean its folder {folder!r}?"), message
+
+
+@pytest.mark.parametrize("content", ["nothing", "unrelated files", "subfolders without corpus.jsonl"])
+def test_directory_neither_task_nor_suite_says_so(tmp_path, content):
+    root = tmp_path / "d"
+    root.mkdir()
+    if content == "unrelated files":
+        (root / "README.md").write_text("hi\n")
+    elif content == "subfolders without corpus.jsonl":
+        (root / "x" / "data").mkdir(parents=True)
+        (root / "x" / "data" / "corpus.jsonl").write_text(json.dumps(DOCS[0]) + "\n")  # one level too deep
+    message = r": neither a task directory \(no corpus\.jsonl\) nor a suite of task directories \(no subdirectory"
+    with pytest.raises(ERAError, match=f"^{re.escape(str(root))}{message}"):
+        load_suite(str(root))
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["qid\tdocid\trel", "Query-ID\tCorpus-ID\tRelevance", "\ufeffq\td\tlabel", "topic\tdocument\tjudgement"],
+)
+def test_qrels_any_first_line_with_a_non_numeric_score_is_a_header(tmp_path, header):
+    """BEIR's loader skips the first qrels line whatever it holds; here a first line is a header when its score
+    column is not a number, so a file without a header keeps its first judgement.  The files use the unusual
+    but valid forms too: CRLF, a byte-order mark, blank lines, NUL and non-ASCII characters."""
+    first = json.dumps({"_id": "d1", "text": "nul\u0000 é 😀"}, ensure_ascii=False)  # NUL stays escaped
+    corpus = f"\ufeff{first}\r\n\r\n{json.dumps(DOCS[1])}\r\n".encode()
+    root = write_task(tmp_path / "t", corpus, QUERIES, "")
+    body = "q1\td1\t1\r\n\r\nq2\td2\t2\r\n"
+    (root / "qrels" / "test.tsv").write_bytes(f"{header}\r\n{body}".encode())
+    task = load_task(str(root))
+    assert task.qrels == {"q1": {"d1": 1}, "q2": {"d2": 2}} and task.document_texts()[0] == "nul\u0000 é 😀"
+    (root / "qrels" / "test.tsv").write_bytes(("\ufeff" + body).encode())  # no header: the first line is data
+    assert load_task(str(root)).qrels == {"q1": {"d1": 1}, "q2": {"d2": 2}}
+    spaced = r"test\.tsv:1: expected 3 tab-separated columns .*got 1; it looks like a header: BEIR's is 'query-id\\t"
+    for bad, message in (("q1\td1\t0.5\n", r"test\.tsv:1: relevance score must be an integer, got '0\.5'"),
+                         ("query-id corpus-id score\n", spaced)):
+        (root / "qrels" / "test.tsv").write_text(bad + body)
+        with pytest.raises(ERAError, match=message):
+            load_task(str(root))
+
+
+CLI_CASES = {
+    "missing queries.jsonl": r"^error: \S+/t: incomplete BEIR task directory: missing queries\.jsonl",
+    "unpaired surrogate": r"^error: \S+/corpus\.jsonl:3: field 'text' holds an unpaired surrogate \\ud800",
+    "blank query": r"^error: \S+/queries\.jsonl:3: query 'q0' has a blank 'text'",
+    "corpus.jsonl as task": r"^error: '\S+/t/corpus\.jsonl' is a file, not a task directory .*did you mean",
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_evaluate_prints_one_error_line_for_a_bad_task_folder(tmp_path, capsys, case):
+    root = write_task(tmp_path / "t", DOCS, QUERIES, "q1\td1\t1\n")
+    spec = str(root)
+    if case == "missing queries.jsonl":
+        (root / "queries.jsonl").unlink()
+    elif case == "unpaired surrogate":
+        (root / "corpus.jsonl").write_text(f"{json.dumps(DOCS[0])}\n{json.dumps(DOCS[1])}\n"
+                                           f'{{"_id": "d3", "text": {SURROGATE}}}\n')
+    elif case == "blank query":
+        blank = {"_id": "q0", "text": " "}
+        (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in [*QUERIES, blank]))
+    else:
+        spec = str(root / "corpus.jsonl")
+    code = cli.main(["evaluate", "--task", spec, "--baseline", "doc", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert re.search(CLI_CASES[case], err.strip().splitlines()[-1]), err
+
+
 # -- Hub schemas (converters on local files) -------------------------------------------------------
 def test_mair_single_split_from_hub_schema(tmp_path):
     queries = load_json_splits(tmp_path, queries="mair_hub/queries.jsonl")["queries"]
@@ -386,7 +586,7 @@ def test_load_suite_from_dir_list_and_duplicate_names(tmp_path):
     write_task(tmp_path / "other" / "a", DOCS, QUERIES, "q1\td1\t1\n")
     with pytest.raises(ERAError, match="duplicate task name 'a'"):
         load_suite([str(tmp_path / "suite" / "a"), str(tmp_path / "other" / "a")])
-    with pytest.raises(ERAError, match="no task subdirectories"):
+    with pytest.raises(ERAError, match="neither a task directory"):
         load_suite(str(tmp_path / "suite" / "a" / "qrels"))
 
 

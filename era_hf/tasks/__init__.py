@@ -15,7 +15,7 @@ readers), :mod:`.beir` (BEIR directory and ``BeIR/*`` Hub), :mod:`.mair`
 
 Example:
     >>> from era_hf.tasks import load_task
-    >>> task = load_task("/work/shared/data/adi")  # doctest: +SKIP
+    >>> task = load_task("../shared/data/adi")  # doctest: +SKIP
     >>> s = task.split(label_ratio=0.2, seed=42)  # doctest: +SKIP
     >>> len(s.train), len(s.val), len(s.test)  # doctest: +SKIP
     (7, 4, 17)

@@ -1,10 +1,10 @@
 """BEIR-format tasks: a local directory, or ``BeIR/<name>`` on the Hugging Face Hub.
 
-Directory layout (as in ``/work/shared/data/<name>``)::
+Directory layout (as in ``../shared/data/<name>``)::
 
     corpus.jsonl      {"_id": str, "title": str (optional), "text": str}
-    queries.jsonl     {"_id": str, "text": str, "instruction": str (optional)}
-    qrels/<split>.tsv query-id<TAB>corpus-id<TAB>score   (header line first)
+    queries.jsonl     {"_id": str, "text": str (not blank), "instruction": str (optional)}
+    qrels/<split>.tsv query-id<TAB>corpus-id<TAB>score   (optional header: a first line whose score is not a number)
     meta.json         optional: {"name", "domain", "instruction", "sha256": {file: hex}}
 
 Hub layout: ``BeIR/<name>`` with configs ``corpus`` (split ``corpus``: ``_id``,
@@ -16,7 +16,7 @@ files' hashes (so any edit changes it); a ``meta.json`` ``sha256`` block that
 disagrees with the files only warns.
 
 Example:
-    >>> task = load_beir_dir("/work/shared/data/adi")  # doctest: +SKIP
+    >>> task = load_beir_dir("../shared/data/adi")  # doctest: +SKIP
     >>> task.name, task.corpus.num_rows, len(task.judged_query_ids())  # doctest: +SKIP
     ('adi', 82, 35)
 """
@@ -34,7 +34,7 @@ from typing import Any
 from era_hf.errors import ERAError
 from era_hf.tasks.build import Qrel, Record, assemble_task, coerce_id, coerce_score, coerce_text, require
 from era_hf.atomic import sha256_file
-from era_hf.tasks.files import QRELS_HEADER, read_jsonl, read_qrels_tsv
+from era_hf.tasks.files import QRELS_HEADER, check_unicode, read_jsonl, read_qrels_tsv
 from era_hf.tasks.hub import hub_load, hub_revision
 from era_hf.tasks.task import RetrievalTask
 
@@ -44,12 +44,15 @@ __all__ = [
     "beir_task_from_rows",
     "doc_record",
     "is_beir_dir",
+    "looks_like_beir_dir",
     "load_beir_dir",
     "load_beir_hub",
     "query_record",
 ]
 
 DEFAULT_INSTRUCTION = "Given a query, retrieve the documents that answer it."
+#: The files of a BEIR task directory, as error messages name them.
+LAYOUT = "corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
 
 #: Domains of the public BEIR datasets (from the BEIR paper, Thakur et al. 2021).
 BEIR_DOMAINS = {
@@ -70,10 +73,19 @@ def doc_record(location: str, row: Mapping[str, Any]) -> Record:
 
 
 def query_record(location: str, row: Mapping[str, Any]) -> Record:
-    """A query row (``_id``, ``text``, optional ``instruction``) checked and normalised."""
+    """A query row (``_id``, ``text``, optional ``instruction``) checked and normalised.
+
+    A query's text must not be empty or blank (there is nothing to search for).  A document's may be:
+    BEIR corpora hold documents with a title and no text, and ``../shared/data/cranfield`` two with neither.
+    """
+    query_id = coerce_id(require(row, "_id", location), location, "_id")
+    text = coerce_text(row, "text", location, required=True)
+    if not text.strip():
+        raise ERAError(f"{location}: query {query_id!r} has {'a blank' if text else 'an empty'} 'text' "
+                       "(a query needs words to search for)")
     return location, {
-        "_id": coerce_id(require(row, "_id", location), location, "_id"),
-        "text": coerce_text(row, "text", location, required=True),
+        "_id": query_id,
+        "text": text,
         "instruction": coerce_text(row, "instruction", location, required=False),
     }
 
@@ -84,12 +96,19 @@ def is_beir_dir(path: str | os.PathLike) -> bool:
     return Path(path, "corpus.jsonl").is_file()
 
 
+def looks_like_beir_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a directory holding any of ``corpus.jsonl``, ``queries.jsonl``, ``qrels``: a task
+    directory, maybe incomplete (loading it then names what is missing)."""
+    names = ("corpus.jsonl", "queries.jsonl", "qrels")
+    return Path(path).is_dir() and any(Path(path, name).exists() for name in names)
+
+
 def _read_meta(directory: Path) -> dict[str, Any]:
     path = directory / "meta.json"
     if not path.is_file():
         return {}
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
         raise ERAError(f"{path}: not valid UTF-8 ({err.reason})") from None
     except json.JSONDecodeError as err:
@@ -99,20 +118,44 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     for key in ("name", "domain", "instruction"):
         if key in meta and not isinstance(meta[key], str):
             raise ERAError(f"{path}: {key!r} must be a string")
+    check_unicode({k: meta[k] for k in ("name", "domain", "instruction") if k in meta}, str(path))
     return meta
 
 
-def _qrels_path(directory: Path, split: str) -> Path:
-    path = directory / "qrels" / f"{split}.tsv"
-    if not path.is_file():
-        available = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
-        raise ERAError(f"{directory}: no qrels for split {split!r} ({path} missing; available: {available or 'none'})")
-    return path
+def _layout(directory: Path, split: str) -> tuple[Path, Path, Path]:
+    """The three data files of a task directory, checked up front: ERAError naming the directory and
+    each missing file (or a path that is not a file)."""
+    if not directory.is_dir():
+        what = "it is a file" if directory.exists() else "it does not exist"
+        raise ERAError(f"{directory}: not a BEIR task directory ({what}); a task directory holds {LAYOUT}")
+    files = (directory / "corpus.jsonl", directory / "queries.jsonl", directory / "qrels" / f"{split}.tsv")
+    for path in files:
+        if path.exists() and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ERAError(f"{path} is not a file ({kind}); a BEIR task directory holds the files {LAYOUT}")
+    missing = [p.relative_to(directory).as_posix() for p in files if not p.exists()]
+    if not missing:
+        return files
+    available = sorted(p.stem for p in (directory / "qrels").glob("*.tsv") if p.is_file())
+    if missing == [f"qrels/{split}.tsv"]:
+        raise ERAError(
+            f"{directory}: no qrels for split {split!r} ({files[2]} missing; available: {available or 'none'})"
+        )
+    if len(missing) == 3 and not (directory / "qrels").exists():
+        raise ERAError(f"{directory}: not a BEIR task directory (no corpus.jsonl); a task directory holds {LAYOUT}")
+    note = f"; qrels/ holds the splits {available}" if f"qrels/{split}.tsv" in missing and available else ""
+    raise ERAError(f"{directory}: incomplete BEIR task directory: missing {', '.join(missing)} "
+                   f"(a task directory holds {LAYOUT}){note}")
 
 
 def _revision(directory: Path, files: Iterable[Path], meta: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """Content revision of the data files; warns when meta.json's hashes disagree."""
-    hashes = {p.relative_to(directory).as_posix(): sha256_file(p) for p in files}
+    hashes = {}
+    for path in files:
+        try:
+            hashes[path.relative_to(directory).as_posix()] = sha256_file(path)
+        except OSError as err:
+            raise ERAError(f"cannot read {path}: {err.strerror or err}") from None
     recorded = meta.get("sha256") if isinstance(meta.get("sha256"), dict) else {}
     changed = sorted(name for name, digest in hashes.items() if name in recorded and recorded[name] != digest)
     if changed:
@@ -125,21 +168,15 @@ def load_beir_dir(directory: str | os.PathLike, *, split: str = "test") -> Retri
     """Load a BEIR-layout task directory (see the module docstring).
 
     Raises:
-        ERAError: a missing file, any malformed line (``file:line``), duplicate
-            ids (both lines), an empty corpus, or a bad score.
+        ERAError: a missing file (all three are checked first), any malformed line
+            (``file:line``), a blank query, duplicate ids (both lines), an empty corpus, or a bad score.
 
     Warns:
         QrelsWarning: judgements naming unknown queries / documents were skipped.
     """
     directory = Path(directory)
-    if not is_beir_dir(directory):
-        raise ERAError(f"{directory}: not a BEIR task directory (no corpus.jsonl)")
+    corpus_path, queries_path, qrels_path = _layout(directory, split)
     meta = _read_meta(directory)
-    corpus_path, queries_path, qrels_path = (
-        directory / "corpus.jsonl",
-        directory / "queries.jsonl",
-        _qrels_path(directory, split),
-    )
     revision, hashes = _revision(directory, (corpus_path, queries_path, qrels_path), meta)
     return assemble_task(
         name=meta.get("name") or directory.resolve().name,
@@ -150,7 +187,7 @@ def load_beir_dir(directory: str | os.PathLike, *, split: str = "test") -> Retri
         qrels=list(read_qrels_tsv(qrels_path)),
         source=str(directory),
         revision=revision,
-        meta={"format": "beir-dir", "split": split, "sha256": hashes},
+        meta={"format": "beir-dir", "split": split, "sha256": hashes, "qrels_file": str(qrels_path)},
     )
 
 
@@ -203,7 +240,7 @@ def beir_task_from_rows(
         qrels=_qrels_rows(qrel_rows, f"{where}-qrels"),
         source=where,
         revision=revision,
-        meta={"format": "beir-hub"},
+        meta={"format": "beir-hub", "qrels_file": f"{where}-qrels"},
     )
 
 

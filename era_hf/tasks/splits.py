@@ -87,6 +87,8 @@ def make_split(query_ids: Sequence[str], label_ratio: float = 0.2, seed: int = 4
     shuffled = list(query_ids)
     random.Random(seed).shuffle(shuffled)
     n = len(shuffled)
+    if n == 0:
+        raise ERAError(f"task {task!r} has no judged query (none with a relevance score > 0): nothing to split")
     n_test = n // 2
     n_val = max(1, round(0.1 * n))
     pool_end = n - n_test - n_val

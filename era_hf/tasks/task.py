@@ -133,7 +133,20 @@ class RetrievalTask:
             >>> set(s.train).isdisjoint(s.test)  # doctest: +SKIP
             True
         """
-        return make_split(self.judged_query_ids(), label_ratio, seed, task=self.name)
+        judged = self.judged_query_ids()
+        if not judged:
+            raise ERAError(self._no_judged_query_message())
+        return make_split(judged, label_ratio, seed, task=self.name)
+
+    def _no_judged_query_message(self) -> str:
+        """Why no query is judged: the qrels file, how many judgements scored 0, how many named unknown ids."""
+        qrels = self.meta.get("qrels_file") or self.source or "its relevance judgements"
+        zero = sum(len(docs) for docs in self.qrels.values())
+        unknown = sum(self.skipped_qrels.values())
+        found = [f"{zero} judgement(s) of known ids, all with score 0" if zero else "",
+                 f"{unknown} naming unknown query or document ids (skipped)" if unknown else ""]
+        return (f"task {self.name!r}: no query has a relevant judged document (a score > 0 for a query and "
+                f"a document of the task) in {qrels}; found {'; '.join(f for f in found if f) or 'no judgement'}")
 
     def __repr__(self) -> str:
         return (

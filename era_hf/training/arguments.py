@@ -12,7 +12,7 @@ run is resumed.
 
 Example:
     >>> from era_hf.training import AdaptationArguments, TrainingArguments
-    >>> args = TrainingArguments(tasks=["/work/shared/data/adi"], output_dir="out",
+    >>> args = TrainingArguments(tasks=["../shared/data/adi"], output_dir="out",
     ...                          adaptation=AdaptationArguments(epochs=20))
     >>> args.alignment.lr, args.adaptation.lr, args.adaptation.epochs
     (0.001, 1e-05, 20)

@@ -10,7 +10,7 @@ Example:
     >>> from era_hf.training.recipes import get_recipe
     >>> get_recipe("reference").adaptation["negatives"]
     'topk_percpos'
-    >>> args = get_recipe("ridge_init").arguments(tasks=["/work/shared/data/adi"], output_dir="out")
+    >>> args = get_recipe("ridge_init").arguments(tasks=["../shared/data/adi"], output_dir="out")
     >>> args.alignment.init, args.recipe
     ('ridge', 'ridge_init')
 """

@@ -7,7 +7,7 @@ Example:
     >>> args = TrainingArguments.from_recipe("reference", output_dir="out", mode="both",
     ...                                      alignment={"epochs": 5}, adaptation={"epochs": 20})
     >>> pair = EncoderPair("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-    >>> model = ERATrainer(pair, load_suite("/work/shared/data/adi"), args).train()  # doctest: +SKIP
+    >>> model = ERATrainer(pair, load_suite("../shared/data/adi"), args).train()  # doctest: +SKIP
     >>> model.config.init, model.config.mode  # doctest: +SKIP
     ('random', 'both')
 

@@ -73,6 +73,19 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
     return _cm()
 
 
+def require_directory(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, or an ERAError saying that ``what`` (e.g. ``"model directory"``) does not exist or is a
+    file."""
+    from .errors import ERAError
+
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise ERAError(f"{what} {str(target)!r} does not exist")
+    if not target.is_dir():
+        raise ERAError(f"{what} {str(target)!r} is a file, not a directory")
+    return target
+
+
 def check_writable(path: str | os.PathLike, what: str, *, directory: bool = False) -> Path:
     """``path`` as a Path, or an ERAError naming ``what`` (e.g. ``"--output"``) when it cannot be written.
 

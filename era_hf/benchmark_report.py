@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .atomic import require_directory
 from .benchmark import PROTOCOL_TITLES, PROTOCOLS
 from .errors import ERAError
 
@@ -59,9 +60,7 @@ def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every benchmark result file under ``results_dir`` (other JSON files are ignored)."""
     from .benchmark import FORMAT
 
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise ERAError(f"results directory {str(root)!r} does not exist")
+    root = require_directory(results_dir, "results directory")
     out = []
     for path in sorted(root.rglob("*.json")):
         rel = path.relative_to(root).parts

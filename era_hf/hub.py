@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .atomic import require_directory
 from .errors import ERAError
 
 MODEL_OPTIONAL = ("training_log.json", "loss_curves.png", "eval_results.json")
@@ -207,9 +208,7 @@ def model_files(model_dir: str | os.PathLike, eval_results: str | os.PathLike | 
     """``(local path, path in repo)`` of what a model push uploads (README.md comes on top)."""
     from .modeling_era import _check_model_dir
 
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ERAError(f"model directory {model_dir} does not exist")
+    model_dir = require_directory(model_dir, "model directory")
     _check_model_dir(model_dir)  # config.json of an ERA model, a readable model.safetensors
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     out = [(str(model_dir / "config.json"), "config.json"), (str(model_dir / "model.safetensors"), "model.safetensors")]
@@ -281,9 +280,7 @@ def push_index(index_dir: str | os.PathLike, repo_id: str, *, private: bool = Fa
     from .model_card import build_index_card
 
     _check_repo_id(repo_id)
-    index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        raise ERAError(f"index directory {index_dir} does not exist")
+    index_dir = require_directory(index_dir, "index directory")
     DocumentIndex.load(index_dir)  # complete, checksums match, FAISS readable
     files = [(str(index_dir / name), name) for name in INDEX_FILES]
     card = build_index_card(index_dir, repo_id=repo_id, license=license)

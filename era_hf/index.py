@@ -339,7 +339,7 @@ class DocumentIndex:
                 raise ERAError(f"index directory {source} does not exist")
             path = _download(source, revision)
         if not path.is_dir():
-            raise ERAError(f"{source} is not an index directory")
+            raise ERAError(f"index directory {source!r} is a file, not a directory")
         config_path = path / CONFIG_FILE
         if not config_path.is_file():
             raise ERAError(f"{path} is not a complete index directory: {CONFIG_FILE} is missing")

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .atomic import sha256_file
+from .atomic import require_directory, sha256_file
 from .errors import ERAError
 
 MODEL_TEMPLATE = "era_model_card.md"
@@ -564,8 +564,7 @@ def _head_parameters(model_dir: Path) -> int | None:
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
-    if not model_dir.is_dir():
-        raise ERAError(f"model directory {model_dir} does not exist")
+    require_directory(model_dir, "model directory")
     config = _read_json(model_dir / "config.json", "model config")
     if not isinstance(config, dict) or config.get("model_type") != "era":
         raise ERAError(f"{model_dir} is not an ERA model directory: config.json has model_type "

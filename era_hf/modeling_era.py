@@ -142,6 +142,8 @@ class ERAModel(PreTrainedModel):
         path = Path(pretrained_model_name_or_path)
         if path.is_dir():
             _check_model_dir(path)
+        elif path.is_file():
+            raise ERAError(f"{str(path)!r} is a file, not an ERA model directory")
         encoder_kwargs = kwargs.pop("encoder_kwargs", {})
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)

@@ -47,6 +47,12 @@ CASES = [
     (["benchmark", "--suite", "task", "--out", "afile", "--dry-run"], "--out 'afile' is a file, not a results"),
     (["benchmark", "--suite", "task", "--out", "res", "--report", "task", "--methods", "doc"],
      "--report 'task' is a directory"),
+    (["card", "afile"], "model directory 'afile' is a file, not a directory"),
+    (["push", "afile", "--repo-id", "org/name"], "model directory 'afile' is a file, not a directory"),
+    (["push-index", "afile", "--repo-id", "org/name"], "index directory 'afile' is a file, not a directory"),
+    (["evaluate", "--task", "task", "--model", "afile"], "'afile' is a file, not an ERA model directory"),
+    (["space", "--model", "model", "--index", "afile"], "index directory 'afile' is a file, not a directory"),
+    (["benchmark", "--report-only", "--out", "afile", "--report", "r.md"], "--out 'afile' is a file"),
     (["benchmark", "--suite", "task", "--out", "res", "--set", "epochs=3", "--dry-run"],
      "per-phase fields alignment.* and adaptation.*"),
 ]

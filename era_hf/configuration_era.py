@@ -34,6 +34,9 @@ def resolve_query_format(query_format: str) -> str:
         >>> resolve_query_format("reference")
         'Instruct: {instruction}\\nQuery: {query}'
     """
+    if not isinstance(query_format, str):
+        raise ERAError(f"query_format must be a string (one of {sorted(NAMED_QUERY_FORMATS)} or a template "
+                       f"containing '{{query}}'), got {type(query_format).__name__}")
     if query_format in NAMED_QUERY_FORMATS:
         return NAMED_QUERY_FORMATS[query_format]
     if "{query}" not in query_format:
@@ -41,6 +44,12 @@ def resolve_query_format(query_format: str) -> str:
             f"query_format {query_format!r} is neither one of {sorted(NAMED_QUERY_FORMATS)} "
             "nor a template containing '{query}'"
         )
+    try:  # only {query} and {instruction} may be filled in
+        query_format.format(query="", instruction="")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ERAError(f"query_format {query_format!r} is not a valid template: only {{query}} and {{instruction}} "
+                       f"may appear in braces (write {{{{ and }}}} for literal braces): {type(err).__name__} {err}"
+                       ) from None
     return query_format
 
 

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 import sys
 import time
@@ -289,6 +290,8 @@ def as_method(method: Any, revision: str | None = None) -> Any:
         return Baseline(method)
     if isinstance(method, str) and method.startswith("baseline:"):
         return Baseline(method.split(":", 1)[1])
+    if isinstance(method, str) and method.lower() in BASELINES:
+        raise ERAError(f"unknown baseline {method!r}; baselines: {', '.join(BASELINES)}")
     if isinstance(method, (str, os.PathLike)) or hasattr(method, "adapt"):
         return ERAMethod(method, revision)
     raise ERAError(f"cannot evaluate {type(method).__name__}: pass an ERAModel, a model directory / Hub id, "
@@ -317,7 +320,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         warm cache), ``seconds``.
     """
     from . import __version__
-    from .metrics import DEFAULT_KS, aggregate_suite
+    from .metrics import DEFAULT_KS, METRIC_DEPTH, aggregate_suite
 
     method = as_method(method)
     if pair is None:
@@ -331,7 +334,14 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ERAError(f"duplicate task name(s) {dupes}; every task must have a unique name")
+    if ks is not None and (not isinstance(ks, Sequence) or not ks or not all(
+            isinstance(c, numbers.Integral) and not isinstance(c, bool) and c > 0 for c in ks)):
+        raise ERAError(f"ks must be a non-empty list of positive integer cut-offs, e.g. [1, 5, 10]; got {ks!r}")
     ks = tuple(ks or DEFAULT_KS)
+    depth = max(max(ks), METRIC_DEPTH)  # the deepest metric: recall@max(ks), mrr@100, map@100
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < depth:
+        raise ERAError(f"k (the ranking depth) must be an integer >= {depth}, the deepest metric's cut-off "
+                       f"(recall@{max(ks)}, mrr@{METRIC_DEPTH}, map@{METRIC_DEPTH}); got {k!r}")
     start = time.perf_counter()
     stats0 = dict(pair.cache.stats) if pair.cache is not None else None
     loaded0 = pair.models_loaded + getattr(method, "models_loaded", 0)
@@ -503,8 +513,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.model and (args.query_encoder or args.document_encoder):
         raise ERAError("--query-encoder/--document-encoder are for baselines without --model; "
                        "an ERA model brings its own encoders")
-    if args.k < 1:
-        raise ERAError(f"--k must be a positive integer, got {args.k}")
+    if args.k < 100:
+        raise ERAError(f"--k (the ranking depth) must be at least 100, the cut-off of recall@100, mrr@100 and "
+                       f"map@100; got {args.k}")
     if args.output is not None:
         check_writable(args.output, "--output")
     cache: Any = False if args.no_cache else EmbeddingCache(args.cache_dir)

@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_open, atomic_path, atomic_write_json, sha256_file
+from .atomic import atomic_open, atomic_path, atomic_write_json, check_writable, sha256_file
 from .errors import ERAError
 
 INDEX_FILE = "index.faiss"
@@ -309,8 +309,7 @@ class DocumentIndex:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``index.faiss``, ``documents.jsonl`` and (last) ``index_config.json``; returns the directory."""
         faiss = _faiss()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = check_writable(directory, "index directory", directory=True)
         with atomic_path(directory / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
         with atomic_open(directory / DOCUMENTS_FILE, "w") as f:

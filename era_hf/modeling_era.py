@@ -145,16 +145,27 @@ class ERAModel(PreTrainedModel):
         elif path.is_file():
             raise ERAError(f"{str(path)!r} is a file, not an ERA model directory")
         encoder_kwargs = kwargs.pop("encoder_kwargs", {})
+        with_info = kwargs.pop("output_loading_info", False)
+        name = str(pretrained_model_name_or_path)
         try:
-            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
         except OSError as err:
-            raise ERAError(f"cannot load ERA model {str(pretrained_model_name_or_path)!r}: "
-                           f"{str(err).splitlines()[0]}") from None
+            hint = "" if path.exists() or name.count("/") != 1 else f" (and there is no local directory {name!r})"
+            raise ERAError(f"cannot load ERA model {name!r}: {str(err).splitlines()[0]}{hint}") from None
+        except RuntimeError as err:  # weights of other shapes than config.json's dims
+            raise ERAError(f"ERA model {name!r}: the head weights do not match config.json "
+                           f"({str(err).strip().splitlines()[0]})") from None
+        missing = sorted(k for k in info["missing_keys"] if k.startswith("head."))
+        if missing:  # transformers would leave them uninitialised and only print a report
+            raise ERAError(f"ERA model {name!r}: model.safetensors lacks head weights {', '.join(missing[:4])}"
+                           f"{' …' if len(missing) > 4 else ''} (does config.json's head_type "
+                           f"{model.config.head_type!r} match the weights?)")
         #: the Hub commit these weights came from (None for a directory): evaluation results record it
         model.hub_commit = resolved_revision(str(pretrained_model_name_or_path), kwargs.get("revision"))
         model.attach_encoders(lora_source=(str(pretrained_model_name_or_path), kwargs.get("revision")),
                               **encoder_kwargs)
-        return model
+        return (model, info) if with_info else model
 
     def attach_encoders(self, lora_source: tuple[str, str | None] | None = None, **encoder_kwargs: Any) -> None:
         """Load the frozen base encoders named in the config (and the anchor encoder when used)."""
@@ -263,7 +274,11 @@ class ERAModel(PreTrainedModel):
         Everything is written into a temp folder inside ``save_directory`` first, then each file is synced and
         moved into place (a rename), so a crash leaves every file either as it was or complete.
         """
+        if not str(save_directory).strip():
+            raise ERAError("save_directory is empty: give a folder")
         out = Path(save_directory)
+        if out.exists() and not out.is_dir():
+            raise ERAError(f"{str(out)!r} is a file, not a folder to save the model in")
         out.mkdir(parents=True, exist_ok=True)
         kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if k.startswith("head.")}
         kwargs.setdefault("safe_serialization", True)
@@ -309,9 +324,15 @@ def _attention_modules(model: torch.nn.Module) -> list[str]:
 
 
 def _as_tensor(x: Any, dim: int, what: str, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=torch.float32, device=device)
+    try:
+        t = torch.as_tensor(x, dtype=torch.float32, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ERAError(f"{what} must be a float array of shape (n, {dim}), got {type(x).__name__} "
+                       f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     if t.ndim != 2 or t.shape[1] != dim:
         raise ERAError(f"{what} must have shape (n, {dim}); got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ERAError(f"{what} hold NaN or infinite values")
     return t
 
 

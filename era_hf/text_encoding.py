@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import warnings
+import re
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +22,7 @@ from .errors import ERAError
 OFFLINE_HINT = ("Without Hub access (HF_HUB_OFFLINE=1), the model must already be in the Hugging Face cache: "
                 "`era-hf models install` seeds the default models, or run `hf download MODEL_ID` on a connected "
                 "machine and copy its cache.")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: Show a progress bar by default from this many texts on.
 PROGRESS_BAR_MIN_TEXTS = 256
 
@@ -28,6 +31,8 @@ def check_texts(texts: Any, what: str, allow_blank: bool) -> list[str]:
     """Validate a list of texts; ``what`` names them in errors (e.g. ``"queries"``)."""
     if isinstance(texts, str):
         raise ERAError(f"{what} must be a list of strings, not a single string (wrap it in a list)")
+    if isinstance(texts, Mapping):
+        raise ERAError(f"{what} must be a list of strings, not a {type(texts).__name__} (pass list(d.values()))")
     try:
         texts = list(texts)
     except TypeError:
@@ -37,6 +42,9 @@ def check_texts(texts: Any, what: str, allow_blank: bool) -> list[str]:
             raise ERAError(f"{what}[{i}] is {type(t).__name__}, expected str")
         if not allow_blank and not t.strip():
             raise ERAError(f"{what}[{i}] is empty or whitespace only")
+        if _SURROGATE.search(t):
+            raise ERAError(f"{what}[{i}] holds an unpaired surrogate ({t[_SURROGATE.search(t).start()]!r}): "
+                           "not valid Unicode")
     return texts
 
 
@@ -56,6 +64,9 @@ def format_queries(queries: Sequence[str], instructions: str | Sequence[str] | N
     if instructions is None or isinstance(instructions, str):
         instructions = [instructions or ""] * len(queries)
     else:
+        if isinstance(instructions, Mapping) or not hasattr(instructions, "__iter__"):
+            raise ERAError(f"instruction must be a string, None or a list of them (one per query), got "
+                           f"{type(instructions).__name__}")
         instructions = list(instructions)
         if len(instructions) != len(queries):
             raise ERAError(f"got {len(instructions)} instructions for {len(queries)} queries; pass one per query, "
@@ -175,6 +186,13 @@ def encode_texts(
     """
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ERAError(f"batch_size must be a positive integer, got {batch_size!r}")
+    limit = getattr(tokenizer, "model_max_length", None)
+    limit = limit if isinstance(limit, int) and limit < 1_000_000 else getattr(model.config, "max_position_embeddings",
+                                                                                 None)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0 or \
+            (limit is not None and max_length > limit):
+        raise ERAError(f"max_length must be a positive integer of at most {limit} (this model's limit), "
+                       f"got {max_length!r}")
     dim = model.config.hidden_size
     if len(texts) == 0:
         return torch.zeros(0, dim, dtype=torch.float32)

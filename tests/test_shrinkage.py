@@ -103,8 +103,8 @@ def test_shrinking_needs_an_anchor_and_valid_scales():
     with pytest.raises(ERAError, match="shrink_margin_se.*needs --anchor"):
         TrainingArguments(tasks=["x"], output_dir="out",
                           adaptation=AdaptationArguments(shrink_margin_se=1.0)).validate()
-    for bad in ((), (0.5, -1.0), (float("nan"),)):
-        with pytest.raises(ERAError, match="shrink_scales must be numbers >= 0"):
+    for bad in ((), (0.5, -1.0), (float("nan"),), 1.0, ("0.5",)):
+        with pytest.raises(ERAError, match="shrink_scales must be a non-empty list of numbers >= 0"):
             AdaptationArguments(shrink_scales=bad).validate()
     with pytest.raises(ERAError, match="shrink_margin_se must be a number >= 0"):
         AdaptationArguments(shrink_margin_se=-1.0).validate()

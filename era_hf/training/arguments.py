@@ -144,9 +144,8 @@ class AlignmentArguments:
             if isinstance(self.ridge_lambda, bool) or not isinstance(self.ridge_lambda, (int, float)) \
                     or not self.ridge_lambda > 0 or not math.isfinite(self.ridge_lambda):
                 raise ERAError(f"alignment.ridge_lambda must be 'auto' or a positive number, got {self.ridge_lambda!r}")
-        if not self.ridge_grid or any(not (isinstance(v, (int, float)) and v > 0) for v in self.ridge_grid):
-            raise ERAError(f"alignment.ridge_grid must be positive numbers, got {self.ridge_grid!r}")
-        self.ridge_grid = tuple(float(v) for v in self.ridge_grid)
+        _check_number_list(self, "ridge_grid", positive=True)
+        _check_number_list(self, "score_weights", positive=False)
         _check_patience(self)
 
 
@@ -203,10 +202,7 @@ class AdaptationArguments:
         _check_choices(self)
         if self.shrink_margin_se is not None:
             _check_positive(self, "shrink_margin_se", allow_zero=("shrink_margin_se",))
-        if not self.shrink_scales or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0
-                                         or not math.isfinite(v) for v in self.shrink_scales):
-            raise ERAError(f"adaptation.shrink_scales must be numbers >= 0, got {self.shrink_scales!r}")
-        self.shrink_scales = tuple(float(v) for v in self.shrink_scales)
+        _check_number_list(self, "shrink_scales", positive=False)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
                         "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
                         "warmup_ratio", "distill_weight",
@@ -432,6 +428,18 @@ def _check_choices(obj: Any) -> None:
 
 def _prefix(obj: Any) -> str:
     return {"AlignmentArguments": "alignment.", "AdaptationArguments": "adaptation."}.get(type(obj).__name__, "")
+
+
+def _check_number_list(obj: Any, name: str, positive: bool) -> None:
+    """A non-empty list of finite numbers > 0 (``positive``) or >= 0, stored back as a tuple of floats."""
+    values = getattr(obj, name)
+    bound = "> 0" if positive else ">= 0"
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+        for v in values)
+    if not ok:
+        raise ERAError(f"{_prefix(obj)}{name} must be a non-empty list of numbers {bound}; got {values!r}")
+    setattr(obj, name, tuple(float(v) for v in values))
 
 
 def _check_positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:

@@ -1,0 +1,112 @@
+"""The Python API's promise: a caller's mistake is an ERAError naming the argument, never a deep traceback from
+torch, transformers or numpy, and never a silently wrong result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from era_hf import ERAError
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory):
+    from era_hf.tasks import load_task
+
+    root = tmp_path_factory.mktemp("task")
+    (root / "qrels").mkdir()
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n"
+                                               for i in range(3)))
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "doc 0"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+    return load_task(str(root))
+
+
+def _encoder_with_max_length(encoder, max_length):
+    from era_hf.encoders import DocumentEncoder
+
+    return DocumentEncoder(encoder.model, encoder.tokenizer, encoder.model_id, encoder.revision, encoder.pooling,
+                           max_length=max_length)
+
+
+def _from_encoders(**kw):
+    from era_hf import ERAModel
+
+    return ERAModel.from_encoders(MINILM, MINILM, **kw)
+
+
+def _evaluate(task, method="doc", **kw):
+    from era_hf.evaluation import evaluate_suite
+
+    return evaluate_suite(method, [task], **kw)
+
+
+def _training_arguments(**kw):
+    from era_hf.training import get_recipe
+
+    get_recipe("recommended").arguments(tasks=["task"], output_dir="out", **kw).validate()
+
+
+CASES = {
+    "queries as a dict": (lambda m, e, t: m.encode_queries({"q1": "text"}), "not a dict"),
+    "instruction of another type": (lambda m, e, t: m.encode_queries(["a"], instruction=5), "instruction must be"),
+    "an unpaired surrogate": (lambda m, e, t: m.encode_queries(["bad \ud800 text"]), "unpaired surrogate"),
+    "NaN embeddings": (lambda m, e, t: m.adapt(np.full((1, 768), np.nan, dtype=np.float32)), "NaN or infinite"),
+    "None as embeddings": (lambda m, e, t: m.adapt(None), "must be a float array of shape (n, 768)"),
+    "a template with an unknown field": (lambda m, e, t: _from_encoders(query_format="{query} {foo}"),
+                                         "is not a valid template"),
+    "a query format that is not a string": (lambda m, e, t: _from_encoders(query_format=None),
+                                            "query_format must be a string"),
+    "max_length 0": (lambda m, e, t: _encoder_with_max_length(e, 0).encode(["x"]), "max_length must be"),
+    "max_length over the model's limit": (lambda m, e, t: _encoder_with_max_length(e, 100_000).encode(["x"]),
+                                          "at most 512"),
+    "a ranking depth below the metrics' cut-off": (lambda m, e, t: _evaluate(t, k=5), "must be an integer >= 100"),
+    "a baseline name in the wrong case": (lambda m, e, t: _evaluate(t, "Doc"), "unknown baseline 'Doc'"),
+    "ks as one number": (lambda m, e, t: _evaluate(t, ks=10), "ks must be a non-empty list"),
+    "an empty save directory": (lambda m, e, t: m.save_pretrained(""), "save_directory is empty"),
+    "negative score-map weights": (lambda m, e, t: _training_arguments(
+        alignment={"distill_steps": 0, "score_weights": (-1.0,)}), "alignment.score_weights must be"),
+    "shrink scales as one number": (lambda m, e, t: _training_arguments(adaptation={"shrink_scales": 1.0}),
+                                    "adaptation.shrink_scales must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_caller_mistake_is_an_era_error(case, default_model, minilm_encoder, tiny_task):
+    call, message = CASES[case]
+    with pytest.raises(ERAError) as raised:
+        call(default_model, minilm_encoder, tiny_task)
+    assert message in str(raised.value)
+
+
+def test_an_index_saved_to_an_empty_path_is_refused(minilm_encoder, tmp_path, monkeypatch):
+    from era_hf.index import DocumentIndex
+
+    monkeypatch.chdir(tmp_path)
+    index = DocumentIndex.build(minilm_encoder, ["d1", "d2"], ["one text", "another text"])
+    with pytest.raises(ERAError, match="index directory is empty"):
+        index.save("")
+    assert list(tmp_path.iterdir()) == []  # nothing landed in the working directory
+
+
+def test_head_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    """transformers would leave missing head weights uninitialised (NaN embeddings) and only print a report."""
+    import torch
+    from safetensors.torch import save_file
+
+    from era_hf import ERAConfig, ERAModel
+
+    model = ERAModel(ERAConfig(query_encoder=MINILM, document_encoder=MINILM, query_dim=384, document_dim=384))
+    model.save_pretrained(tmp_path / "m")
+    save_file({"other": torch.zeros(2)}, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ERAError, match=r"lacks head weights head\.proj\.bias, head\.proj\.weight"):
+        ERAModel.from_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "dims")
+    config = json.loads((tmp_path / "dims" / "config.json").read_text())
+    (tmp_path / "dims" / "config.json").write_text(json.dumps({**config, "query_dim": 768}))
+    with pytest.raises(ERAError, match="the head weights do not match config.json"):
+        ERAModel.from_pretrained(tmp_path / "dims")

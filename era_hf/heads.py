@@ -131,7 +131,11 @@ def build_head(head_type: str, in_dim: int, out_dim: int, **kwargs: Any) -> ERAH
     """
     if head_type not in HEADS:
         raise ERAError(f"unknown head type {head_type!r}; expected one of {', '.join(HEADS)}")
+    for name in ("rank", "hidden_dim"):  # sizes: 0 keeps the head's default where it has one
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ERAError(f"head setting {name} must be a non-negative integer, got {value!r}")
     try:
         return HEADS[head_type](in_dim, out_dim, **kwargs)
-    except TypeError as err:
-        raise ERAError(f"bad settings for head {head_type!r}: {kwargs} ({err})") from None
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ERAError(f"bad settings for head {head_type!r}: {kwargs} ({str(err).splitlines()[0]})") from None

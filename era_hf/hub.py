@@ -70,7 +70,8 @@ def scrub(text: str, token: str | None = None) -> str:
 
 
 def _check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id:
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id \
+            or repo_id.endswith((".", "-", ".git")):
         raise ERAError(f"--repo-id must look like NAMESPACE/NAME (letters, digits, '.', '_', '-'), got {repo_id!r}")
     return repo_id
 

@@ -185,10 +185,19 @@ class ERAModel(PreTrainedModel):
 
         if lora_source is not None:
             source, revision = lora_source
-            return peft.PeftModel.from_pretrained(model, source, subfolder=LORA_SUBFOLDER, revision=revision)
+            try:
+                return peft.PeftModel.from_pretrained(model, source, subfolder=LORA_SUBFOLDER, revision=revision)
+            except (OSError, ValueError) as err:
+                raise ERAError(f"ERA model {source!r} uses LoRA but its adapter ({LORA_SUBFOLDER}/) cannot be loaded: "
+                               f"{str(err).splitlines()[0]}") from None
+        if not isinstance(self.config.lora, dict):
+            raise ERAError(f"lora must be True or a dict of peft.LoraConfig settings, got {self.config.lora!r}")
         settings = {**DEFAULT_LORA, **self.config.lora}
         settings.setdefault("target_modules", _attention_modules(model))
-        return peft.get_peft_model(model, peft.LoraConfig(**settings))
+        try:
+            return peft.get_peft_model(model, peft.LoraConfig(**settings))
+        except (TypeError, ValueError) as err:  # peft's own checks (unknown field, r <= 0, no matching module)
+            raise ERAError(f"bad lora settings {self.config.lora!r}: {str(err).splitlines()[0]}") from None
 
     @property
     def head_device(self) -> torch.device:

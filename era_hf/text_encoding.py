@@ -112,7 +112,8 @@ def detect_pooling(model_id: str, revision: str | None = None) -> str:
         path = None
     if not path:
         return "mean"
-    cfg = json.loads(open(path, encoding="utf-8").read())
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
     if cfg.get("pooling_mode_lasttoken"):
         return "last_token"
     if cfg.get("pooling_mode_cls_token"):

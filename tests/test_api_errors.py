@@ -45,6 +45,18 @@ def _evaluate(task, method="doc", **kw):
     return evaluate_suite(method, [task], **kw)
 
 
+def _check_repo_id(repo_id):
+    from era_hf.hub import _check_repo_id
+
+    return _check_repo_id(repo_id)
+
+
+def _training_arguments_raw(**kw):
+    from era_hf.training import TrainingArguments
+
+    TrainingArguments(output_dir="out", **kw).validate()
+
+
 def _training_arguments(**kw):
     from era_hf.training import get_recipe
 
@@ -61,6 +73,12 @@ CASES = {
                                          "is not a valid template"),
     "a query format that is not a string": (lambda m, e, t: _from_encoders(query_format=None),
                                             "query_format must be a string"),
+    "lora that is not a dict": (lambda m, e, t: _from_encoders(lora="yes"), "lora must be True or a dict"),
+    "lora settings peft refuses": (lambda m, e, t: _from_encoders(lora={"r": 0}), "bad lora settings {'r': 0}"),
+    "a negative head size": (lambda m, e, t: _from_encoders(head="mlp", hidden_dim=-5), "hidden_dim must be"),
+    "tasks that are not specs": (lambda m, e, t: _training_arguments_raw(tasks=[None]), "tasks must be a list"),
+    "a repo id git would refuse": (lambda m, e, t: _check_repo_id("org/name.git"),
+                                   "--repo-id must look like"),
     "max_length 0": (lambda m, e, t: _encoder_with_max_length(e, 0).encode(["x"]), "max_length must be"),
     "max_length over the model's limit": (lambda m, e, t: _encoder_with_max_length(e, 100_000).encode(["x"]),
                                           "at most 512"),
@@ -110,3 +128,12 @@ def test_head_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     (tmp_path / "dims" / "config.json").write_text(json.dumps({**config, "query_dim": 768}))
     with pytest.raises(ERAError, match="the head weights do not match config.json"):
         ERAModel.from_pretrained(tmp_path / "dims")
+
+
+def test_numpy_scalars_are_plain_numbers_to_the_arguments():
+    from era_hf.training import get_recipe
+
+    args = get_recipe("reference").arguments(tasks=["task"], output_dir="out", seed=np.int64(3),
+                                             label_ratio=np.float32(0.25))
+    args.validate()
+    assert type(args.seed) is int and args.seed == 3 and type(args.label_ratio) is float

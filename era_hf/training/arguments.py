@@ -131,6 +131,7 @@ class AlignmentArguments:
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
+        _plain_numbers(self)
         _check_choices(self)
         _check_positive(self, "lr", "weight_decay", "batch_size", "docs_per_task", "smooth_l1_beta",
                         "checkpoint_every", "score_weight_margin_se", "distill_teacher_weight", "distill_lexical_weight",
@@ -199,6 +200,7 @@ class AdaptationArguments:
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
+        _plain_numbers(self)
         _check_choices(self)
         if self.shrink_margin_se is not None:
             _check_positive(self, "shrink_margin_se", allow_zero=("shrink_margin_se",))
@@ -339,9 +341,12 @@ class TrainingArguments:
 
     def validate(self) -> None:
         """Raise ERAError naming the first bad field."""
-        if isinstance(self.tasks, str):
+        _plain_numbers(self)
+        if isinstance(self.tasks, (str, os.PathLike)):
             self.tasks = [self.tasks]
-        self.tasks = [str(t) for t in self.tasks]
+        if not isinstance(self.tasks, (list, tuple)) or not all(isinstance(t, (str, os.PathLike)) for t in self.tasks):
+            raise ERAError(f"tasks must be a list of task specs (paths or Hub ids), got {self.tasks!r}")
+        self.tasks = [os.fspath(t) for t in self.tasks]
         if isinstance(self.unlabelled_queries, (str, os.PathLike)):
             self.unlabelled_queries = [self.unlabelled_queries]
         self.unlabelled_queries = [os.fspath(q) for q in self.unlabelled_queries]
@@ -415,6 +420,14 @@ def parse_stop_after(value: str) -> tuple[str, int | None]:
 
 
 # ---------------------------------------------------------------------- validation helpers
+def _plain_numbers(obj: Any) -> None:
+    """numpy scalars (``np.int64(3)``, ``np.float32(0.2)``) become Python numbers, as a caller would expect."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            setattr(obj, f.name, value.item())
+
+
 def _check_choices(obj: Any) -> None:
     """Every field declared with ``choices`` holds one of them (None too where None is the default)."""
     for f in fields(obj):

@@ -306,7 +306,8 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
 
     Args:
         method: an ERA model / directory / Hub id, or ``"doc"`` / ``"query"`` (see :func:`as_method`).
-        tasks: :class:`~era_hf.tasks.RetrievalTask` objects (unique names).
+        tasks: :class:`~era_hf.tasks.RetrievalTask` objects or task specs (:func:`~era_hf.tasks.load_suite`),
+            unique names; one task on its own is taken as a list of one.
         pair: the :class:`~era_hf.task_embeddings.EncoderPair`; default: the model's pair (ERA) or
             the default pair (baselines), using ``cache``.
         cache: an :class:`~era_hf.cache.EmbeddingCache` for the default pair (None = default directory).
@@ -327,13 +328,9 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         pair = method.default_pair(cache)
     if isinstance(method, ERAMethod):
         _check_pair_matches(method.config, pair)
-    tasks = list(tasks)
+    tasks = load_tasks(tasks)
     if not tasks:
         raise ERAError("no tasks to evaluate")
-    names = [t.name for t in tasks]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ERAError(f"duplicate task name(s) {dupes}; every task must have a unique name")
     if ks is not None and (not isinstance(ks, Sequence) or not ks or not all(
             isinstance(c, numbers.Integral) and not isinstance(c, bool) and c > 0 for c in ks)):
         raise ERAError(f"ks must be a non-empty list of positive integer cut-offs, e.g. [1, 5, 10]; got {ks!r}")
@@ -452,18 +449,27 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------- tasks from the CLI
-def load_tasks(specs: Sequence[str]) -> list[Any]:
-    """Tasks from ``--task`` specs: a task directory, a directory of task directories, a Hub id or
-    ``builtin:stdlib-code``; names must be unique across all specs."""
+def load_tasks(specs: Any) -> list[Any]:
+    """Tasks from ``--task`` specs (a task directory, a directory of task directories, a Hub id or
+    ``builtin:stdlib-code``) or loaded tasks, one or a list; names must be unique across all of them."""
     from .tasks import load_suite
 
+    if isinstance(specs, (str, os.PathLike)) or hasattr(specs, "qrels"):
+        specs = [specs]
     tasks: list[Any] = []
     origin: dict[str, str] = {}
     for spec in specs:
-        for task in load_suite(spec):
+        if isinstance(spec, (str, os.PathLike)):
+            found, label = load_suite(spec), repr(os.fspath(spec))
+        elif hasattr(spec, "qrels"):
+            found, label = [spec], "a task object"
+        else:
+            raise ERAError(f"tasks must be RetrievalTask objects or task specs (paths, Hub ids), got "
+                           f"{type(spec).__name__}")
+        for task in found:
             if task.name in origin:
-                raise ERAError(f"duplicate task name {task.name!r}: from {origin[task.name]!r} and {spec!r}")
-            origin[task.name] = spec
+                raise ERAError(f"duplicate task name {task.name!r}: from {origin[task.name]} and {label}")
+            origin[task.name] = label
             tasks.append(task)
     return tasks
 

@@ -137,3 +137,15 @@ def test_numpy_scalars_are_plain_numbers_to_the_arguments():
                                              label_ratio=np.float32(0.25))
     args.validate()
     assert type(args.seed) is int and args.seed == 3 and type(args.label_ratio) is float
+
+
+def test_evaluate_suite_takes_one_task_specs_or_objects_and_refuses_the_rest(tiny_task):
+    from era_hf.evaluation import evaluate_suite
+
+    one = evaluate_suite("doc", tiny_task)
+    assert list(one["tasks"]) == [tiny_task.name]
+    assert evaluate_suite("doc", [tiny_task])["macro"] == one["macro"]
+    with pytest.raises(ERAError, match="tasks must be RetrievalTask objects or task specs"):
+        evaluate_suite("doc", [None])
+    with pytest.raises(ERAError, match=f"duplicate task name {tiny_task.name!r}: from a task object and a task"):
+        evaluate_suite("doc", [tiny_task, tiny_task])

@@ -20,9 +20,11 @@ def tiny_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("task")
     (root / "qrels").mkdir()
     (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n"
-                                               for i in range(3)))
-    (root / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "doc 0"}) + "\n")
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\n")
+                                               for i in range(10)))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"doc {i}"}) + "\n"
+                                                for i in range(10)))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
+                                                                                    for i in range(10)))
     return load_task(str(root))
 
 

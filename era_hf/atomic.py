@@ -108,6 +108,9 @@ def check_writable(path: str | os.PathLike, what: str, *, directory: bool = Fals
     if not directory and target.is_dir():
         raise ERAError(f"{what} {str(target)!r} is a directory; give a file path")
     folder = target if directory else target.parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ERAError(f"{what} {str(target)!r} cannot be written: {str(blocker)!r} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".era-write-probe-", dir=folder)

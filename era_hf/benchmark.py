@@ -523,6 +523,25 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     return flat
 
 
+def result_problem(data: Any) -> str | None:
+    """What makes a decoded result file unusable (None when it is whole): the report and a resumed run read
+    ``pair`` and ``evaluation`` with numeric metrics per task."""
+    if not isinstance(data, dict):
+        return f"not a JSON object but a {type(data).__name__}"
+    ev = data.get("evaluation")
+    if isinstance(data.get("pair"), str) and ev is None and data.get("not_measured"):
+        return None  # a baseline skipped on every task (--skip-query-baseline-for)
+    if not isinstance(data.get("pair"), str) or not isinstance(ev, dict) or not isinstance(ev.get("tasks"), dict) \
+            or not isinstance(ev.get("macro"), dict):
+        return "no encoder pair or evaluation"
+    for task, record in ev["tasks"].items():
+        metrics = record.get("metrics") if isinstance(record, dict) else None
+        if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in metrics.values()):
+            return f"task {task!r} has no numeric metrics"
+    return None
+
+
 def _load_current(path: Path, digest: str, log: Callable[[str], None]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -531,7 +550,14 @@ def _load_current(path: Path, digest: str, log: Callable[[str], None]) -> dict[s
     except (OSError, ValueError) as err:
         log(f"warning: {path} is unreadable ({err}); recomputing it")
         return None
+    if not isinstance(data, dict):
+        log(f"warning: {path} is not a result file ({result_problem(data)}); recomputing it")
+        return None
     if data.get("format") == FORMAT and data.get("config_hash") == digest:
+        problem = result_problem(data)
+        if problem:
+            log(f"warning: {path} is damaged ({problem}); recomputing it")
+            return None
         return data
     log(f"note: {path} holds another configuration; recomputing it")
     return None
@@ -734,6 +760,13 @@ class _Runner:
         self.log(f"== {query_encoder} -> {document_encoder} ({slug}); {len(tasks)} task(s): "
                  f"{', '.join(t.name for t in tasks)}")
         wanted = cfg.methods or list(METHOD_NAMES)
+        if "leave_one_out" in cfg.protocols and any(cfg.loo_methods is None or m.name in cfg.loo_methods
+                                                    for m in methods):  # refused before any run, not midway
+            alone = next((t for t in tasks if all(o.domain == t.domain for o in tasks)), None)
+            if alone is not None:
+                raise ERAError(f"leave-one-out: no task outside the domain {alone.domain!r} of {alone.name!r} to "
+                               "train on; give the tasks their domains (meta.json 'domain') or drop the protocol "
+                               "(--protocols in_domain per_task)")
         for name in BASELINE_METHODS:
             if name in wanted:
                 self.baseline(name, pair, slug, tasks)
@@ -756,9 +789,6 @@ class _Runner:
                             continue
                         for held in tasks:
                             train = [t for t in tasks if t.domain != held.domain]
-                            if not train:
-                                raise ERAError(f"leave-one-out: no task outside the domain {held.domain!r} of "
-                                               f"{held.name!r} to train on")
                             self.trained(method, protocol, ratio, seed, pair, slug, train, [held], held.name)
 
 
@@ -905,6 +935,8 @@ def _check_paths(ns: argparse.Namespace) -> None:
 
 
 def run_benchmark_cli(ns: argparse.Namespace) -> int:
+    if not ns.report_only and not ns.suite:
+        raise ERAError("--suite is required (or --report-only)")  # before _check_paths makes --out
     _check_paths(ns)
     if ns.report_only:
         if not ns.report:

@@ -35,6 +35,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import textwrap
 import time
 from collections import defaultdict
@@ -57,8 +58,9 @@ _EPS = 1e-12
 
 # ---------------------------------------------------------------------- loading
 def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every benchmark result file under ``results_dir`` (other JSON files are ignored)."""
-    from .benchmark import FORMAT
+    """Every benchmark result file under ``results_dir`` (other JSON files are ignored; a damaged result file is
+    left out with a warning on stderr)."""
+    from .benchmark import FORMAT, result_problem
 
     root = require_directory(results_dir, "results directory")
     out = []
@@ -68,9 +70,14 @@ def load_results(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError) as err:  # a truncated result file, say: said, not silently dropped
+            print(f"warning: {path} is unreadable ({err}); left out of the report", file=sys.stderr)
             continue
         if isinstance(data, dict) and data.get("format") == FORMAT:
+            problem = result_problem(data)
+            if problem:
+                print(f"warning: {path} is damaged ({problem}); left out of the report", file=sys.stderr)
+                continue
             data["_path"] = str(path)
             out.append(data)
     return out

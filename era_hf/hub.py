@@ -108,7 +108,7 @@ def _hub_error(err: BaseException, action: str, token: str | None, endpoint: str
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [OSError, ConnectionError, TimeoutError]
-    for module, name in (("httpx", "HTTPError"), ("requests", "RequestException")):
+    for module, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException")):
         try:
             errors.append(getattr(__import__(module), name))
         except (ImportError, AttributeError):

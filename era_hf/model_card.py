@@ -184,6 +184,10 @@ def load_eval_runs(source: Any) -> list[dict[str, Any]]:
         for name, task in run["tasks"].items():
             if not isinstance(task, Mapping) or not isinstance(task.get("metrics"), Mapping):
                 raise ERAError(f"{where}: run {i}, task {name!r} has no 'metrics'")
+            for key, value in task["metrics"].items():
+                _check_value(value, f"{where}: run {i}, task {name!r}, metric {key}")
+        for key, value in (run.get("macro") or {}).items():
+            _check_value(value, f"{where}: run {i}, macro {key}")
     return [dict(r) for r in runs]
 
 

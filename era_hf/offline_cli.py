@@ -20,6 +20,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
 def _install(args: argparse.Namespace) -> int:
     from .offline import install_models
 
+    if args.cache_dir is not None:
+        from .atomic import check_writable
+
+        check_writable(args.cache_dir, "--cache-dir", directory=True)
     for model_id, revision in install_models(args.model_ids or None, args.cache_dir, args.force).items():
         print(f"seeded {model_id} @ {revision}")
     return 0

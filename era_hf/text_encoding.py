@@ -126,11 +126,15 @@ def load_encoder(model_id: str, revision: str | None = None, **kwargs: Any) -> t
 
     Raises ERAError with the way out when the model cannot be found (e.g. offline and not cached).
     """
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = AutoModel.from_pretrained(model_id, revision=revision, **kwargs)
+    except SafetensorError as err:  # a truncated or corrupted weights file, e.g. in the cache
+        raise ERAError(f"encoder {model_id!r}: its weights file is damaged ({str(err).splitlines()[0]}); re-seed "
+                       "it (`era-hf models install --force` for the default models) or download it again") from None
     except (OSError, ValueError) as err:  # ValueError: a folder without a model's config or tokenizer
         raise encoder_load_error(model_id, revision, err) from None
     model.eval()

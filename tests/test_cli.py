@@ -22,6 +22,9 @@ def workdir(tmp_path, monkeypatch):
     (task / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
                                                                                     for i in range(4)))
     (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "damaged").mkdir()  # result files a report must not use: cut short, and without an evaluation
+    (tmp_path / "damaged" / "seed0.json").write_text('{"format": "era_hf.benchmark/1", "pa')
+    (tmp_path / "damaged" / "doc.json").write_text('{"format": "era_hf.benchmark/1", "pair": "a__b"}')
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
@@ -33,7 +36,7 @@ CASES = [
     (["evaluate", "--task", "task", "--baseline", "doc", "--output", "task"], "--output 'task' is a directory"),
     (["evaluate", "--task", "task", "--baseline", "doc", "--output", ""], "--output is empty"),
     (["evaluate", "--task", "task", "--baseline", "doc", "--output", "afile/results.json"],
-     "--output 'afile/results.json' cannot be written"),
+     "--output 'afile/results.json' cannot be written: 'afile' is a file, not a folder"),
     (["evaluate", "--task", "task", "--baseline", "doc", "--device", "bogus"], "device 'bogus' is not a torch device"),
     (["evaluate", "--task", "task", "--baseline", "doc", "--document-encoder", "task"],
      "encoder 'task' is a directory but not a transformers model with its tokenizer (no config.json)"),
@@ -53,6 +56,11 @@ CASES = [
     (["evaluate", "--task", "task", "--model", "afile"], "'afile' is a file, not an ERA model directory"),
     (["space", "--model", "model", "--index", "afile"], "index directory 'afile' is a file, not a directory"),
     (["benchmark", "--report-only", "--out", "afile", "--report", "r.md"], "--out 'afile' is a file"),
+    (["benchmark", "--suite", "task", "--out", "res", "--protocols", "leave_one_out", "--methods", "era_reference",
+      "--dry-run"], "leave-one-out: no task outside the domain"),
+    (["benchmark", "--out", "res", "--methods", "doc"], "--suite is required"),
+    (["benchmark", "--report-only", "--out", "damaged", "--report", "r.md"], "no benchmark result files under"),
+    (["models", "install", "--cache-dir", ""], "--cache-dir is empty"),
     (["benchmark", "--suite", "task", "--out", "res", "--set", "epochs=3", "--dry-run"],
      "per-phase fields alignment.* and adaptation.*"),
 ]
@@ -79,3 +87,21 @@ def test_an_os_error_the_commands_do_not_foresee_is_one_line(capsys):
     err = FileNotFoundError(2, "No such file or directory", "/data/x.jsonl")
     assert cli.os_error_line(err) == "cannot use /data/x.jsonl: No such file or directory"
     assert cli.os_error_line(OSError("Cannot find empty port")) == "cannot use: Cannot find empty port"
+
+
+def test_damaged_result_files_are_named_not_used(workdir, capsys):
+    assert cli.main(["benchmark", "--report-only", "--out", "damaged", "--report", "r.md"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged/seed0.json is unreadable" in err and "damaged/doc.json is damaged (no encoder pair or " \
+        "evaluation)" in err
+
+
+def test_result_problem_names_what_is_missing():
+    from era_hf.benchmark import result_problem
+
+    whole = {"pair": "a__b", "evaluation": {"macro": {"ndcg@10": 0.5}, "tasks": {"t": {"metrics": {"ndcg@10": 0.5}}}}}
+    assert result_problem(whole) is None
+    assert result_problem([]) == "not a JSON object but a list"
+    assert result_problem({"pair": "a__b"}) == "no encoder pair or evaluation"
+    broken = {**whole, "evaluation": {**whole["evaluation"], "tasks": {"t": {"metrics": {"ndcg@10": "oops"}}}}}
+    assert result_problem(broken) == "task 't' has no numeric metrics"

@@ -261,9 +261,6 @@ def load_era_model(ref: str, revision: str | None = None) -> tuple[Any, dict[str
         def attach_encoders(self, *args: Any, **kwargs: Any) -> None:  # encoders come from the cache instead
             return None
 
-    local = os.path.isdir(ref)
-    if not local and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
-        raise ERAError(f"ERA model directory {ref!r} does not exist")
     model = _HeadOnly.from_pretrained(ref, revision=revision)
     model.eval()
     identity: dict[str, Any] = {"model": ref, "revision": model.hub_commit}

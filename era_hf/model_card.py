@@ -568,7 +568,10 @@ def _head_parameters(model_dir: Path) -> int | None:
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
+    from .modeling_era import _check_model_dir
+
     require_directory(model_dir, "model directory")
+    _check_model_dir(model_dir)  # as a push does: a card never describes a model whose head cannot be read
     config = _read_json(model_dir / "config.json", "model config")
     if not isinstance(config, dict) or config.get("model_type") != "era":
         raise ERAError(f"{model_dir} is not an ERA model directory: config.json has model_type "

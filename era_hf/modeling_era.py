@@ -144,6 +144,9 @@ class ERAModel(PreTrainedModel):
             _check_model_dir(path)
         elif path.is_file():
             raise ERAError(f"{str(path)!r} is a file, not an ERA model directory")
+        elif os.path.isabs(str(path)) or str(pretrained_model_name_or_path).startswith((".", "~")) \
+                or str(pretrained_model_name_or_path).count("/") > 1:  # a path, not a Hub id
+            raise ERAError(f"ERA model directory {str(pretrained_model_name_or_path)!r} does not exist")
         encoder_kwargs = kwargs.pop("encoder_kwargs", {})
         with_info = kwargs.pop("output_loading_info", False)
         name = str(pretrained_model_name_or_path)

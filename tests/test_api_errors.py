@@ -35,6 +35,12 @@ def _encoder_with_max_length(encoder, max_length):
                            max_length=max_length)
 
 
+def _from_pretrained(path):
+    from era_hf import ERAModel
+
+    return ERAModel.from_pretrained(path)
+
+
 def _from_encoders(**kw):
     from era_hf import ERAModel
 
@@ -87,6 +93,8 @@ CASES = {
     "a ranking depth below the metrics' cut-off": (lambda m, e, t: _evaluate(t, k=5), "must be an integer >= 100"),
     "a baseline name in the wrong case": (lambda m, e, t: _evaluate(t, "Doc"), "unknown baseline 'Doc'"),
     "ks as one number": (lambda m, e, t: _evaluate(t, ks=10), "ks must be a non-empty list"),
+    "a model directory that does not exist": (lambda m, e, t: _from_pretrained(
+        "/nonexistent/era-model"), "ERA model directory '/nonexistent/era-model' does not exist"),
     "an empty save directory": (lambda m, e, t: m.save_pretrained(""), "save_directory is empty"),
     "negative score-map weights": (lambda m, e, t: _training_arguments(
         alignment={"distill_steps": 0, "score_weights": (-1.0,)}), "alignment.score_weights must be"),

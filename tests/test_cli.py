@@ -22,6 +22,9 @@ def workdir(tmp_path, monkeypatch):
     (task / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
                                                                                     for i in range(4)))
     (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "cut").mkdir()  # an ERA model whose head file was cut short
+    (tmp_path / "cut" / "config.json").write_text('{"model_type": "era"}')
+    (tmp_path / "cut" / "model.safetensors").write_bytes(b"\x10\x00\x00")
     (tmp_path / "damaged").mkdir()  # result files a report must not use: cut short, and without an evaluation
     (tmp_path / "damaged" / "seed0.json").write_text('{"format": "era_hf.benchmark/1", "pa')
     (tmp_path / "damaged" / "doc.json").write_text('{"format": "era_hf.benchmark/1", "pair": "a__b"}')
@@ -51,6 +54,7 @@ CASES = [
     (["benchmark", "--suite", "task", "--out", "res", "--report", "task", "--methods", "doc"],
      "--report 'task' is a directory"),
     (["card", "afile"], "model directory 'afile' is a file, not a directory"),
+    (["card", "cut"], "model.safetensors is damaged or truncated"),
     (["push", "afile", "--repo-id", "org/name"], "model directory 'afile' is a file, not a directory"),
     (["push-index", "afile", "--repo-id", "org/name"], "index directory 'afile' is a file, not a directory"),
     (["evaluate", "--task", "task", "--model", "afile"], "'afile' is a file, not an ERA model directory"),

@@ -233,6 +233,10 @@ class ERAMethod:
         self.model.eval()  # dropout off; a model handed over mid-training gets each module's mode back
         try:
             raw = np.array(self._raw_queries(pair, task, qids), dtype=np.float32)
+            if raw.ndim == 2 and raw.shape[1] != self.config.query_dim:
+                raise ERAError(f"ERA model {self.ref or '(in memory)'}: its config.json says query_dim "
+                               f"{self.config.query_dim}, but its query encoder {self.config.query_encoder!r} gives "
+                               f"{raw.shape[1]}-d embeddings; the model's config does not match its encoder")
             anchor = None
             if self.config.anchor:
                 anchor = np.array(pair.queries(task, qids, side="document"), dtype=np.float32)

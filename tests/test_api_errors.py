@@ -159,3 +159,13 @@ def test_evaluate_suite_takes_one_task_specs_or_objects_and_refuses_the_rest(tin
         evaluate_suite("doc", [None])
     with pytest.raises(ERAError, match=f"duplicate task name {tiny_task.name!r}: from a task object and a task"):
         evaluate_suite("doc", [tiny_task, tiny_task])
+
+
+def test_a_config_that_does_not_match_its_query_encoder_is_named(tiny_task):
+    from era_hf import ERAConfig, ERAModel
+    from era_hf.evaluation import evaluate_suite
+
+    mpnet = "sentence-transformers/all-mpnet-base-v2"  # 768-d, while the config says 384
+    model = ERAModel(ERAConfig(query_encoder=mpnet, document_encoder=MINILM, query_dim=384, document_dim=384))
+    with pytest.raises(ERAError, match="config.json says query_dim 384, but its query encoder .* gives 768-d"):
+        evaluate_suite(model, tiny_task)

@@ -935,18 +935,18 @@ def _check_paths(ns: argparse.Namespace) -> None:
 
 
 def run_benchmark_cli(ns: argparse.Namespace) -> int:
-    if not ns.report_only and not ns.suite:
-        raise ERAError("--suite is required (or --report-only)")  # before _check_paths makes --out
-    _check_paths(ns)
     if ns.report_only:
         if not ns.report:
             raise ERAError("--report-only needs --report PATH")
+        _check_paths(ns)
         from .benchmark_report import write_report
 
         write_report(ns.out, ns.report, plots_dir=ns.plots_dir)
         print(ns.report)
         return 0
-    run_benchmark(config_from_namespace(ns))
+    cfg = config_from_namespace(ns)  # every argument checked before _check_paths makes --out
+    _check_paths(ns)
+    run_benchmark(cfg)
     return 0
 
 

@@ -299,6 +299,17 @@ def as_method(method: Any, revision: str | None = None) -> Any:
                    f"or a baseline name ({', '.join(BASELINES)})")
 
 
+def check_ranking_depth(k: Any, ks: Sequence[int], what: str) -> None:
+    """ERAError unless ``k`` (ranked documents per query) reaches the deepest metric: recall@max(ks), mrr@100 and
+    map@100 of a shorter ranking would be silently wrong."""
+    from .metrics import METRIC_DEPTH
+
+    depth = max(max(ks), METRIC_DEPTH)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < depth:
+        raise ERAError(f"{what} (the ranking depth) must be an integer >= {depth}, the deepest metric's cut-off "
+                       f"(recall@{max(ks)}, mrr@{METRIC_DEPTH}, map@{METRIC_DEPTH}); got {k!r}")
+
+
 # ---------------------------------------------------------------------- suites
 def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ratio: float = 0.2,
                    seed: int = 42, *, k: int = 100, ks: Sequence[int] | None = None, cache: Any = None,
@@ -322,7 +333,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         warm cache), ``seconds``.
     """
     from . import __version__
-    from .metrics import DEFAULT_KS, METRIC_DEPTH, aggregate_suite
+    from .metrics import DEFAULT_KS, aggregate_suite
 
     method = as_method(method)
     if pair is None:
@@ -336,10 +347,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             isinstance(c, numbers.Integral) and not isinstance(c, bool) and c > 0 for c in ks)):
         raise ERAError(f"ks must be a non-empty list of positive integer cut-offs, e.g. [1, 5, 10]; got {ks!r}")
     ks = tuple(ks or DEFAULT_KS)
-    depth = max(max(ks), METRIC_DEPTH)  # the deepest metric: recall@max(ks), mrr@100, map@100
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < depth:
-        raise ERAError(f"k (the ranking depth) must be an integer >= {depth}, the deepest metric's cut-off "
-                       f"(recall@{max(ks)}, mrr@{METRIC_DEPTH}, map@{METRIC_DEPTH}); got {k!r}")
+    check_ranking_depth(k, ks, "k")
     start = time.perf_counter()
     stats0 = dict(pair.cache.stats) if pair.cache is not None else None
     loaded0 = pair.models_loaded + getattr(method, "models_loaded", 0)
@@ -513,6 +521,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from . import __version__
     from .atomic import atomic_write_json, check_writable
     from .cache import EmbeddingCache
+    from .metrics import DEFAULT_KS
     from .task_embeddings import DEFAULT_DOCUMENT_ENCODER, DEFAULT_QUERY_ENCODER, EncoderPair
 
     if not args.model and not args.baseline:
@@ -520,9 +529,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.model and (args.query_encoder or args.document_encoder):
         raise ERAError("--query-encoder/--document-encoder are for baselines without --model; "
                        "an ERA model brings its own encoders")
-    if args.k < 100:
-        raise ERAError(f"--k (the ranking depth) must be at least 100, the cut-off of recall@100, mrr@100 and "
-                       f"map@100; got {args.k}")
+    check_ranking_depth(args.k, DEFAULT_KS, "--k")
     if args.output is not None:
         check_writable(args.output, "--output")
     cache: Any = False if args.no_cache else EmbeddingCache(args.cache_dir)

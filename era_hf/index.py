@@ -38,6 +38,7 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path, atomic_write_json, check_writable, sha256_file
 from .errors import ERAError
+from .text_encoding import looks_like_path
 
 INDEX_FILE = "index.faiss"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -334,7 +335,7 @@ class DocumentIndex:
         path = Path(dir_or_repo)
         source = str(dir_or_repo)
         if not path.exists():
-            if os.path.isabs(source) or source.startswith(".") or source.count("/") != 1:
+            if looks_like_path(source) or "/" not in source:  # a dataset repo id is always NAMESPACE/NAME
                 raise ERAError(f"index directory {source} does not exist")
             path = _download(source, revision)
         if not path.is_dir():

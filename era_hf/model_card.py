@@ -571,11 +571,8 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     from .modeling_era import _check_model_dir
 
     require_directory(model_dir, "model directory")
-    _check_model_dir(model_dir)  # as a push does: a card never describes a model whose head cannot be read
+    _check_model_dir(model_dir)  # an ERA config.json (a JSON object) and a readable head, as a push checks
     config = _read_json(model_dir / "config.json", "model config")
-    if not isinstance(config, dict) or config.get("model_type") != "era":
-        raise ERAError(f"{model_dir} is not an ERA model directory: config.json has model_type "
-                       f"{config.get('model_type') if isinstance(config, dict) else None!r}")
     for key in ("query_encoder", "document_encoder", "query_dim", "document_dim"):
         if key not in config:
             raise ERAError(f"{model_dir / 'config.json'} is damaged: {key!r} is missing")

@@ -23,7 +23,7 @@ from .configuration_era import ERAConfig
 from .errors import ERAError
 from .heads import build_head
 from .text_encoding import (check_texts, detect_pooling, encode_texts, encoder_load_error, format_queries, load_encoder,
-                            resolved_revision)
+                            looks_like_path, resolved_revision)
 
 LORA_SUBFOLDER = "query_encoder_lora"
 _UMASK = os.umask(0)
@@ -139,17 +139,16 @@ class ERAModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> "ERAModel":
         """Load the head and config, then attach the base encoders by id (and the LoRA adapter, if any)."""
-        path = Path(pretrained_model_name_or_path)
+        name = str(pretrained_model_name_or_path)
+        path = Path(name)
         if path.is_dir():
             _check_model_dir(path)
         elif path.is_file():
-            raise ERAError(f"{str(path)!r} is a file, not an ERA model directory")
-        elif os.path.isabs(str(path)) or str(pretrained_model_name_or_path).startswith((".", "~")) \
-                or str(pretrained_model_name_or_path).count("/") > 1:  # a path, not a Hub id
-            raise ERAError(f"ERA model directory {str(pretrained_model_name_or_path)!r} does not exist")
+            raise ERAError(f"{name!r} is a file, not an ERA model directory")
+        elif looks_like_path(name):
+            raise ERAError(f"ERA model directory {name!r} does not exist")
         encoder_kwargs = kwargs.pop("encoder_kwargs", {})
         with_info = kwargs.pop("output_loading_info", False)
-        name = str(pretrained_model_name_or_path)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
                                                   **kwargs)
@@ -165,9 +164,8 @@ class ERAModel(PreTrainedModel):
                            f"{' …' if len(missing) > 4 else ''} (does config.json's head_type "
                            f"{model.config.head_type!r} match the weights?)")
         #: the Hub commit these weights came from (None for a directory): evaluation results record it
-        model.hub_commit = resolved_revision(str(pretrained_model_name_or_path), kwargs.get("revision"))
-        model.attach_encoders(lora_source=(str(pretrained_model_name_or_path), kwargs.get("revision")),
-                              **encoder_kwargs)
+        model.hub_commit = resolved_revision(name, kwargs.get("revision"))
+        model.attach_encoders(lora_source=(name, kwargs.get("revision")), **encoder_kwargs)
         return (model, info) if with_info else model
 
     def attach_encoders(self, lora_source: tuple[str, str | None] | None = None, **encoder_kwargs: Any) -> None:
@@ -356,9 +354,10 @@ def _check_model_dir(path: Path) -> None:
     if not config.is_file():
         raise ERAError(f"{path} is not an ERA model directory: no config.json")
     try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        data = json.loads(config.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise ERAError(f"{config} is not valid JSON: {err}") from None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
     if model_type != ERAConfig.model_type:
         raise ERAError(f"{path} is not an ERA model directory: config.json has model_type {model_type!r}")
     weights = path / "model.safetensors"

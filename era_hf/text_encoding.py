@@ -7,8 +7,8 @@ Self-contained: travels with saved models as remote code.
 from __future__ import annotations
 
 import json
-import warnings
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any, Sequence
 
@@ -42,9 +42,9 @@ def check_texts(texts: Any, what: str, allow_blank: bool) -> list[str]:
             raise ERAError(f"{what}[{i}] is {type(t).__name__}, expected str")
         if not allow_blank and not t.strip():
             raise ERAError(f"{what}[{i}] is empty or whitespace only")
-        if _SURROGATE.search(t):
-            raise ERAError(f"{what}[{i}] holds an unpaired surrogate ({t[_SURROGATE.search(t).start()]!r}): "
-                           "not valid Unicode")
+        surrogate = _SURROGATE.search(t)
+        if surrogate:
+            raise ERAError(f"{what}[{i}] holds an unpaired surrogate ({surrogate.group()!r}): not valid Unicode")
     return texts
 
 
@@ -157,6 +157,14 @@ def encoder_load_error(model_id: str, revision: str | None, err: Exception, what
     if os.path.exists(path):
         return ERAError(f"{what} is a file, not a model: pass a Hub id or a model folder")
     return ERAError(f"cannot load {what} (revision {revision or 'main'}): {reason}. {OFFLINE_HINT}")
+
+
+def looks_like_path(ref: str) -> bool:
+    """Whether ``ref`` can only be a local path, never a Hub id (``org/name`` or ``name``): absolute, starting with
+    ``.`` or ``~``, or with more than one ``/``."""
+    import os
+
+    return os.path.isabs(ref) or ref.startswith((".", "~")) or ref.count("/") > 1
 
 
 def resolved_revision(model_id: str, revision: str | None = None) -> str | None:

@@ -18,6 +18,26 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def offline_env(root: Path) -> dict[str, str]:
+    """This environment with every HF_* setting replaced: offline, every Hugging Face cache (hub, datasets,
+    evaluate, modules) an empty folder under ``root``, and this clone first on PYTHONPATH. For a fresh process:
+    the libraries read these variables when they are imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        HF_HOME=str(root / "home"),
+        HF_HUB_CACHE=str(root / "hub"),
+        HF_DATASETS_CACHE=str(root / "datasets"),
+        HF_EVALUATE_CACHE=str(root / "evaluate"),
+        HF_MODULES_CACHE=str(root / "modules"),
+        XDG_CACHE_HOME=str(root / "xdg"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    return env
+
+
 def numpy_ndcg_per_query(pair, task, query_ids, side: str) -> dict[str, float]:
     """A zero-shot baseline's nDCG@10 per query (``side``'s encoder on both sides), ranked with plain numpy: the
     benchmark scripts' values are checked against it."""

@@ -7,25 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import MINILM
+from test_training import write_beir
 
 from era_hf import ERAError
-
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.fixture(scope="module")
 def tiny_task(tmp_path_factory):
     from era_hf.tasks import load_task
 
-    root = tmp_path_factory.mktemp("task")
-    (root / "qrels").mkdir()
-    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n"
-                                               for i in range(10)))
-    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"doc {i}"}) + "\n"
-                                                for i in range(10)))
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
-                                                                                    for i in range(10)))
-    return load_task(str(root))
+    return load_task(str(write_beir(tmp_path_factory.mktemp("tiny") / "task", n_docs=20, n_queries=10, name="task")))
 
 
 def _encoder_with_max_length(encoder, max_length):

@@ -3,9 +3,8 @@ before any model loads or anything is written."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from test_training import write_beir
 
 from era_hf import cli
 
@@ -13,14 +12,7 @@ from era_hf import cli
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A tiny BEIR task, a file, a non-empty folder (standing in for a model directory); cwd is tmp_path."""
-    task = tmp_path / "task"
-    (task / "qrels").mkdir(parents=True)
-    (task / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"document {i}"}) + "\n"
-                                               for i in range(4)))
-    (task / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"query {i}"}) + "\n"
-                                                for i in range(4)))
-    (task / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n"
-                                                                                    for i in range(4)))
+    write_beir(tmp_path / "task", n_docs=8, n_queries=4, name="task")
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "cut").mkdir()  # an ERA model whose head file was cut short
     (tmp_path / "cut" / "config.json").write_text('{"model_type": "era"}')

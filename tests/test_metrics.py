@@ -35,7 +35,7 @@ from era_hf.metrics import (
     retrieval_metrics,
 )
 
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import SHARED_DATA, offline_env
 
 DATA = Path(os.environ.get("ERA_HF_TEST_DATA", SHARED_DATA))  # default: <clone>/../shared/data
 KS = (1, 5, 10, 20, 100)
@@ -390,19 +390,7 @@ with open(out_path, "w") as f:
 def compute_offline(tmp_path: Path, cases: list[dict]) -> list[dict]:
     """``evaluate.load(METRIC_MODULE_PATH).compute(**case)`` for each case, in one offline process whose HF caches
     are empty folders under ``tmp_path``; an ERAError is returned as ``{"raised": "ERAError", "message": ...}``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        HF_EVALUATE_OFFLINE="1",
-        HF_HOME=str(tmp_path / "home"),
-        HF_HUB_CACHE=str(tmp_path / "hub"),
-        HF_DATASETS_CACHE=str(tmp_path / "datasets"),
-        HF_EVALUATE_CACHE=str(tmp_path / "evaluate"),
-        HF_MODULES_CACHE=str(tmp_path / "modules"),
-        XDG_CACHE_HOME=str(tmp_path / "xdg"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    )
+    env = offline_env(tmp_path)
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     out = tmp_path / "results.json"
     proc = subprocess.run(

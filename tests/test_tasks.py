@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-import os
 import random
 import re
 import subprocess
@@ -33,7 +32,7 @@ from era_hf.tasks import (
 from era_hf.tasks.mair import MAIR_TASKS, mair_task_names, parse_mair_spec
 from era_hf.tasks.stdlib_code import MAX_SUMMARY_WORDS, MIN_SUMMARY_WORDS, STDLIB_CODE_INSTRUCTION, stdlib_files
 
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import SHARED_DATA, offline_env
 
 DATA = SHARED_DATA  # <clone>/../shared/data, wherever the clone is
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -521,22 +520,6 @@ seen = {"hub_offline": hub.HF_HUB_OFFLINE, "datasets_offline": datasets.config.H
 with open(sys.argv[1], "w") as f:
     json.dump({"seen": seen, "outcomes": outcomes}, f)
 """
-
-
-def offline_env(root: Path) -> dict[str, str]:
-    """This environment with every HF_* setting replaced: offline, all caches empty folders under ``root``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        HF_HOME=str(root / "home"),
-        HF_HUB_CACHE=str(root / "hub"),
-        HF_DATASETS_CACHE=str(root / "datasets"),
-        HF_MODULES_CACHE=str(root / "modules"),
-        XDG_CACHE_HOME=str(root / "xdg"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    )
-    return env
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,11 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("era_recommended", "recommended", "both", {},
                     "OURS: recipe `recommended` (era_hf's default), stage 1 (score map refined by listwise "
                     "distillation of the fused scores and BM25, no labels) then stage 2"),
+    BenchmarkMethod("rec+hybrid", "recommended", "both", {"adaptation.lexical_margin_se": 0.0},
+                    "OURS: era_recommended searching in hybrid: BM25 of the query text fused with the adapted query's "
+                    "cosines (z-scored per query), BM25's weight the best of adaptation.lexical_weights on the "
+                    "labelled validation queries (adaptation.lexical_margin_se=0); needs the documents' texts at "
+                    "search time (DocumentIndex keeps them), not a second embedding index"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the held-out collection, the index that is searched "
                     "(`--alignment-tasks`): the distillation ranks its documents and unlabelled non-test queries (no "
@@ -203,6 +208,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended_index whose trained correction is then shrunk toward the cheap "
                     "baseline as in rec+shrink (adaptation.shrink_margin_se=1, on the other collections' "
                     "validation queries); leave-one-out only",
+                    align_on_test=True),
+    BenchmarkMethod("rec_index+hybrid", "recommended", "both", {"adaptation.lexical_margin_se": 0.0},
+                    "OURS: era_recommended_index searching in hybrid as rec+hybrid (BM25's weight picked on the "
+                    "other collections' validation queries); leave-one-out only",
                     align_on_test=True),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both",
                     {**NO_DISTILL, "alignment.score_weight_guard": "none"},
@@ -511,6 +520,9 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
             flat.pop(key)
     if args.adaptation.shrink_margin_se is None or args.mode == "alignment_only":  # not shrinking: they do nothing
         for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
+            flat.pop(key, None)
+    if args.adaptation.lexical_margin_se is None:  # dense search: the hybrid weights are never tried
+        for key in ("adaptation.lexical_margin_se", "adaptation.lexical_weights"):
             flat.pop(key, None)
     stage1_distills = distills(args) and args.mode != "label_only"
     if not stage1_distills and not args.adaptation.distill_weight:  # no distillation: its settings do nothing

@@ -3,7 +3,7 @@
 Every number in the report is computed here from the JSON files under the results directory (each
 holds per-query values): tables of nDCG@10 and MAP@100 per task, per domain and macro (mean ± sample
 std over training seeds), in-domain per label ratio and leave-one-out, and paired significance tests
-of each ERA variant (mode ``both``) against ``label_only`` and the ``doc`` baseline.
+of each ERA variant (mode ``both``) against ``label_only`` and the ``doc`` and ``doc+lexical`` baselines.
 
 Significance (per protocol and ratio): each method's per-query nDCG@10 is first averaged over its
 seeds; the paired differences are then tested over the shared test queries:
@@ -286,7 +286,8 @@ def compare(files_a: Sequence[dict[str, Any]], files_b: Sequence[dict[str, Any]]
 
 
 def significance(pr: PairResults) -> list[dict[str, Any]]:
-    """Each ERA variant (mode both) vs label_only (same protocol and ratio) and vs the doc baseline."""
+    """Each ERA variant (mode both) vs label_only (same protocol and ratio) and vs the doc and doc+lexical
+    baselines."""
     rows = []
     for protocol in PROTOCOLS:
         for ratio in pr.ratios(protocol):
@@ -297,8 +298,9 @@ def significance(pr: PairResults) -> list[dict[str, Any]]:
                 comparators = []
                 if pr.trained.get((protocol, "label_only", ratio)):
                     comparators.append(("label_only", pr.trained[(protocol, "label_only", ratio)]))
-                if "doc" in pr.baselines:
-                    comparators.append(("doc", [pr.baselines["doc"]]))
+                for baseline in ("doc", "doc+lexical"):  # the cheap index as is, and in hybrid with BM25
+                    if baseline in pr.baselines:
+                        comparators.append((baseline, [pr.baselines[baseline]]))
                 for name, other in comparators:
                     res = compare(files, other, pr.tasks)
                     if res is not None:
@@ -638,7 +640,7 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
                     "(see the per-domain plot).", ""]
         sig = significance(pr)
         if sig:
-            out += ["### Significance: ERA variants vs `label_only` and vs the `doc` baseline", "",
+            out += ["### Significance: ERA variants vs `label_only` and vs the `doc` and `doc+lexical` baselines", "",
                     "Δ = method − comparator (positive: the ERA variant is better).", "", _significance_table(sig), ""]
         # plots
         made = []

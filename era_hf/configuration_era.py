@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -93,6 +94,7 @@ class ERAConfig(PreTrainedConfig):
         lora: dict[str, Any] | None = None,
         init: str = "random",
         recipe: str | None = None,
+        lexical_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if head_type not in HEAD_TYPES:
@@ -110,6 +112,10 @@ class ERAConfig(PreTrainedConfig):
         if unknown:  # kept (transformers' convention) but never silently: a typo would fall back to a default
             warnings.warn(f"ERAConfig: unknown field(s) {', '.join(unknown)} are kept but not used by era_hf",
                           stacklevel=2)
+        if isinstance(lexical_weight, bool) or not isinstance(lexical_weight, (int, float)) or \
+                not math.isfinite(lexical_weight) or lexical_weight < 0:
+            raise ERAError(f"lexical_weight (BM25's weight in hybrid search; 0 = dense search only) must be a finite "
+                           f"number >= 0, got {lexical_weight!r}")
         if head_kwargs is not None and not isinstance(head_kwargs, dict):
             raise ERAError(f"head_kwargs must be a dict, got {type(head_kwargs).__name__}")
         self.query_encoder = query_encoder
@@ -133,4 +139,7 @@ class ERAConfig(PreTrainedConfig):
         self.lora = lora
         self.init = init
         self.recipe = recipe
+        #: hybrid search (ours): BM25 of the query text, z-scored per query, added with this weight to the z-scored
+        #: cosines of the adapted query (era_hf.lexical.fuse_lexical); 0 = dense search only
+        self.lexical_weight = float(lexical_weight)
         super().__init__(**kwargs)

@@ -39,13 +39,18 @@ import numpy as np
 from .atomic import sha256_file
 from .errors import ERAError
 
-BASELINES = ("doc", "query", "fusion")
+BASELINES = ("doc", "query", "fusion", "doc+lexical")
+#: BM25 weights tried when hybrid search's weight is picked on the labelled non-test queries (``"validation"``).
+LEXICAL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 #: What each zero-shot baseline searches with (also the benchmark's method descriptions).
 BASELINE_DESCRIPTIONS = {
     "doc": "document encoder on queries and documents (the cheap index as is)",
     "query": "query encoder on queries and documents (corpus re-encoded)",
     "fusion": "sum of the doc and query baselines' cosine scores, equal weights, no tuning (corpus re-encoded: "
               "a second index; the upper reference of score-level fusion)",
+    "doc+lexical": "hybrid search without an adapter: the doc baseline's cosines fused with BM25 of the query text "
+                   "(z-scored per query), BM25's weight picked on the labelled non-test queries (train + validation "
+                   "at the label ratio)",
 }
 TABLE_COLUMNS = (("nDCG@10", "ndcg@10"), ("MAP@100", "map@100"), ("Recall@100", "recall@100"))
 #: Score-matrix block of :func:`search_exact`, in float32 entries (128 MiB).
@@ -54,13 +59,17 @@ SEARCH_BLOCK_ENTRIES = 1 << 25
 
 # ---------------------------------------------------------------------- search and scoring
 def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[str], k: int = 100,
-                 return_scores: bool = False) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
+                 return_scores: bool = False, *, lexical: np.ndarray | None = None,
+                 lexical_weight: float = 0.0) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
     """Exact cosine search: top-``k`` doc ids per query (ties broken by corpus order).
 
     Scores are computed in blocks of queries (at most ``SEARCH_BLOCK_ENTRIES`` floats at a time),
     so large corpora do not need a (queries x documents) matrix in memory.
     With ``return_scores=True`` also returns the float32 ``(n, min(k, n_docs))`` cosine scores.
+    Hybrid search: with ``lexical_weight > 0`` and ``lexical`` the ``(n, n_docs)`` BM25 scores of the queries'
+    texts, documents rank by :func:`~era_hf.lexical.fuse_lexical` (and those are the scores returned).
     """
+    from .lexical import fuse_lexical
     from .metrics import rank_from_scores
 
     q = np.asarray(query_emb, dtype=np.float32)
@@ -76,6 +85,9 @@ def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[s
         raise ERAError("the corpus is empty")
     if not (np.isfinite(q).all() and np.isfinite(d).all()):
         raise ERAError("embeddings contain NaN or infinity")
+    if lexical_weight and (lexical is None or np.shape(lexical) != (q.shape[0], d.shape[0])):
+        raise ERAError(f"hybrid search (lexical_weight {lexical_weight}) needs the BM25 scores of the {q.shape[0]} "
+                       f"queries against the {d.shape[0]} documents, got {None if lexical is None else np.shape(lexical)}")
     q_norm = np.linalg.norm(q, axis=1, keepdims=True)
     q = q / np.where(q_norm > 0, q_norm, 1)
     d_norm = np.linalg.norm(d, axis=1)
@@ -87,6 +99,8 @@ def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[s
     index_of = {doc_id: i for i, doc_id in enumerate(doc_ids)} if return_scores else None
     for start in range(0, q.shape[0], rows):
         scores = (q[start:start + rows] @ d.T) * d_scale
+        if lexical_weight:
+            scores = fuse_lexical(scores, lexical[start:start + rows], lexical_weight)
         block = rank_from_scores(scores, doc_ids, kk)
         if return_scores:
             cols = np.array([[index_of[x] for x in r] for r in block], dtype=np.int64).reshape(len(block), kk)
@@ -96,7 +110,7 @@ def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[s
 
 
 def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np.ndarray, k: int = 100,
-                  ks: Sequence[int] | None = None) -> dict[str, Any]:
+                  ks: Sequence[int] | None = None, lexical_weight: float = 0.0) -> dict[str, Any]:
     """Score one task on its split's TEST queries.
 
     Args:
@@ -104,6 +118,8 @@ def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np
         split: its :class:`~era_hf.tasks.TaskSplit`; ``query_emb_test`` rows follow ``split.test``.
         query_emb_test: ``(len(split.test), dim)`` query embeddings in the document space.
         doc_emb: ``(n_docs, dim)`` embeddings of ``task.document_texts()`` (corpus order).
+        lexical_weight: > 0 for hybrid search: BM25 of the query texts against ``task.document_texts()`` fused
+            with the cosines (:func:`~era_hf.lexical.fuse_lexical`).
 
     Returns:
         ``{"metrics": {name: mean}, "per_query": {"query_ids": [...], name: [values...]},
@@ -118,13 +134,56 @@ def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np
     if q.ndim != 2 or q.shape[0] != len(qids):
         raise ERAError(f"task {task.name!r}: got query embeddings of shape {q.shape} for {len(qids)} test queries")
     doc_ids = task.document_ids()
-    ranked = search_exact(q, doc_emb, doc_ids, k=k)
+    lexical = lexical_scores(task, qids) if lexical_weight else None
+    ranked = search_exact(q, doc_emb, doc_ids, k=k, lexical=lexical, lexical_weight=lexical_weight)
     per_query = retrieval_metrics(qids, ranked, task.qrels, ks=tuple(ks or DEFAULT_KS))
     return {
         "metrics": mean_metrics(per_query),
         "per_query": {"query_ids": qids, **{name: values.tolist() for name, values in per_query.items()}},
         "n_queries": len(qids),
     }
+
+
+def lexical_scores(task: Any, qids: Sequence[str]) -> np.ndarray:
+    """BM25 scores ``(len(qids), n_docs)`` of the queries' texts against ``task.document_texts()`` (hybrid search)."""
+    from .lexical import BM25
+
+    return BM25(task.document_texts()).scores(task.query_texts(qids)).numpy()
+
+
+def pick_lexical_weight(method: Any, tasks: Sequence[Any], pair: Any, label_ratio: float, seed: int,
+                        candidates: Sequence[float] = LEXICAL_WEIGHTS) -> tuple[float, dict[str, Any]]:
+    """Hybrid search's BM25 weight for ``method``: the candidate with the best macro nDCG@10 on the tasks' labelled
+    non-test queries (the split's train + validation queries; never a test query). Returns it and the record."""
+    from .metrics import retrieval_metrics
+    from .training.alignment import pick_by_validation
+
+    views = []
+    for task in tasks:
+        split = task.split(label_ratio, seed)
+        qids = [q for q in [*split.train, *split.val] if any(v > 0 for v in task.qrels.get(q, {}).values())]
+        if qids:
+            views.append((task, qids, method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task),
+                          lexical_scores(task, qids)))
+    if not views:
+        raise ERAError("picking hybrid search's BM25 weight needs labelled non-test queries, but no task has one")
+
+    def score(weight: float) -> list[np.ndarray]:
+        return [np.asarray(retrieval_metrics(qids, search_exact(q, d, task.document_ids(), k=10, lexical=lex,
+                                                                lexical_weight=weight), task.qrels, ks=(10,))["ndcg@10"])
+                for task, qids, q, d, lex in views]
+
+    weight, record = pick_by_validation(list(candidates), score)
+    return weight, {**record, "selected_by": "macro nDCG@10 of the labelled non-test queries",
+                    "n_queries": sum(len(v[1]) for v in views)}
+
+
+def check_lexical_weight(value: Any, what: str = "lexical_weight") -> float:
+    """``value`` as a float if it is a finite number >= 0 (the weight of BM25 in hybrid search), else ERAError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)) or value < 0:
+        raise ERAError(f"{what} (the weight of BM25 in hybrid search; 0 = dense search only) must be a finite "
+                       f"number >= 0, got {value!r}")
+    return float(value)
 
 
 # ---------------------------------------------------------------------- methods
@@ -137,6 +196,8 @@ class Baseline:
         if name not in BASELINES:
             raise ERAError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
         self.name = name
+        #: hybrid search: ``"validation"`` = BM25's weight picked by :func:`pick_lexical_weight`
+        self.lexical_weight: float | str = "validation" if name == "doc+lexical" else 0.0
 
     @property
     def label(self) -> str:
@@ -151,7 +212,8 @@ class Baseline:
         return EncoderPair(cache=cache)
 
     def _sides(self) -> tuple[str, ...]:
-        return {"doc": ("document",), "query": ("query",), "fusion": ("document", "query")}[self.name]
+        return {"doc": ("document",), "query": ("query",), "fusion": ("document", "query"),
+                "doc+lexical": ("document",)}[self.name]
 
     @property
     def encodes_corpus_with_query_encoder(self) -> bool:
@@ -188,6 +250,8 @@ class ERAMethod:
             self.identity = {"model": self.ref, "revision": getattr(model, "hub_commit", None), "in_memory": True}
         self.revision = revision
         self.config = self.model.config
+        #: hybrid search's BM25 weight, as the model was saved with (0: dense search only)
+        self.lexical_weight = float(getattr(self.config, "lexical_weight", 0.0) or 0.0)
         self._full_model: Any = None  # the LoRA model with its encoders, loaded on a cache miss
         #: encoders this method loaded itself (the LoRA query encoder), besides the pair's
         self.models_loaded = 0
@@ -199,7 +263,8 @@ class ERAMethod:
     def describe(self) -> dict[str, Any]:
         cfg = self.config
         return {"type": "era", **self.identity, "head_type": cfg.head_type, "anchor": cfg.anchor,
-                "lora": bool(cfg.lora), "init": getattr(cfg, "init", None), "recipe": getattr(cfg, "recipe", None)}
+                "lora": bool(cfg.lora), "init": getattr(cfg, "init", None), "recipe": getattr(cfg, "recipe", None),
+                "lexical_weight": self.lexical_weight}
 
     def default_pair(self, cache: Any = None) -> Any:
         from .task_embeddings import EncoderPair
@@ -313,7 +378,7 @@ def check_ranking_depth(k: Any, ks: Sequence[int], what: str) -> None:
 # ---------------------------------------------------------------------- suites
 def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ratio: float = 0.2,
                    seed: int = 42, *, k: int = 100, ks: Sequence[int] | None = None, cache: Any = None,
-                   log: Any = None) -> dict[str, Any]:
+                   log: Any = None, lexical_weight: float | None = None) -> dict[str, Any]:
     """Evaluate one method on tasks: per task, per domain and macro (unweighted over tasks).
 
     Args:
@@ -324,6 +389,9 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             the default pair (baselines), using ``cache``.
         cache: an :class:`~era_hf.cache.EmbeddingCache` for the default pair (None = default directory).
         log: a callable taking one progress line (e.g. ``print``); None = silent.
+        lexical_weight: hybrid search's BM25 weight (:func:`~era_hf.lexical.fuse_lexical`); None = the method's
+            own (an ERA model's ``config.lexical_weight``, 0 for a baseline but ``doc+lexical``), 0 = dense search
+            only, ``"validation"`` = picked by :func:`pick_lexical_weight` (recorded in ``lexical_weight_selection``).
 
     Returns:
         A JSON-ready dict: ``method``, ``encoders`` (ids + resolved revisions + settings),
@@ -349,6 +417,12 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
     ks = tuple(ks or DEFAULT_KS)
     check_ranking_depth(k, ks, "k")
     start = time.perf_counter()
+    if lexical_weight is None:
+        lexical_weight = getattr(method, "lexical_weight", 0.0)
+    lexical_selection = None
+    if lexical_weight == "validation":
+        lexical_weight, lexical_selection = pick_lexical_weight(method, tasks, pair, label_ratio, seed)
+    lexical_weight = check_lexical_weight(lexical_weight)
     stats0 = dict(pair.cache.stats) if pair.cache is not None else None
     loaded0 = pair.models_loaded + getattr(method, "models_loaded", 0)
     per_task: dict[str, Any] = {}
@@ -358,7 +432,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             split = task.split(label_ratio, seed)
             q = method.query_embeddings(pair, task, split.test)
             d = method.corpus_embeddings(pair, task)
-            result = evaluate_task(task, split, q, d, k=k, ks=ks)
+            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight)
         except ERAError as err:
             message = str(err)
             raise ERAError(message if f"task {task.name!r}" in message else f"task {task.name!r}: {message}") from None
@@ -375,7 +449,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             "seconds": round(seconds, 3),
         }
         if log is not None:
-            log(f"{method.label} | {task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
+            log(f"{method.label}{f' + BM25 x {lexical_weight:g}' if lexical_weight else ''} | {task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
                 f"MAP@100 {result['metrics'].get('map@100', float('nan')):.4f}  "
                 f"({result['n_queries']} test queries, {d.shape[0]} docs, {seconds:.1f} s)")
     summary = aggregate_suite({n: r["metrics"] for n, r in per_task.items()}, {t.name: t.domain for t in tasks})
@@ -386,6 +460,8 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
     return {
         "era_hf_version": __version__,
         "method": method.describe(),
+        "lexical_weight": lexical_weight,
+        **({"lexical_weight_selection": lexical_selection} if lexical_selection else {}),
         "encoders": pair.describe(),
         "label_ratio": label_ratio,
         "seed": seed,
@@ -439,6 +515,8 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             used = enc["document_encoder"] if m["name"] == "doc" else enc["query_encoder"]
             title = f"baseline {m['name']}: {used['model_id']}" + (f" @ {used['revision'][:12]}"
                                                                    if used.get("revision") else "")
+        if res.get("lexical_weight"):
+            title += f" + BM25 x {res['lexical_weight']:g} (hybrid search)"
         rows = [(name, r["domain"], str(r["n_queries"]), r["metrics"]) for name, r in res["tasks"].items()]
         if len(res["tasks"]) > 1:
             rows += [(f"domain: {d}", "", "", mets) for d, mets in res["per_domain"].items()]
@@ -508,6 +586,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-ratio", type=float, default=0.2, help="labelled fraction defining the split (0.2)")
     p.add_argument("--seed", type=int, default=42, help="split seed (42)")
     p.add_argument("--k", type=int, default=100, help="retrieval depth (100)")
+    p.add_argument("--lexical-weight", type=float, metavar="W",
+                   help="hybrid search for every method: BM25 of the query text fused with the cosines, z-scored "
+                        "per query, BM25 weighted W (default: an ERA model's own lexical_weight, 0 for baselines)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (32)")
     p.add_argument("--output", help="write the results as JSON here (atomically)")
     p.add_argument("--cache-dir", help="embedding cache directory (default: $ERA_HF_CACHE or "
@@ -530,6 +611,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ERAError("--query-encoder/--document-encoder are for baselines without --model; "
                        "an ERA model brings its own encoders")
     check_ranking_depth(args.k, DEFAULT_KS, "--k")
+    if args.lexical_weight is not None:
+        check_lexical_weight(args.lexical_weight, "--lexical-weight")
     if args.output is not None:
         check_writable(args.output, "--output")
     cache: Any = False if args.no_cache else EmbeddingCache(args.cache_dir)
@@ -555,8 +638,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                            args.document_encoder or DEFAULT_DOCUMENT_ENCODER, query_format=args.query_format,
                            cache=cache, batch_size=args.batch_size, device=args.device)
     methods += [Baseline(b) for b in dict.fromkeys(args.baseline or [])]
-    results = [evaluate_suite(m, tasks, pair, label_ratio=args.label_ratio, seed=args.seed, k=args.k, log=log)
-               for m in methods]
+    results = [evaluate_suite(m, tasks, pair, label_ratio=args.label_ratio, seed=args.seed, k=args.k, log=log,
+                              lexical_weight=args.lexical_weight) for m in methods]
     print(format_table(results), end="")
     loaded = sum(r["models_loaded"] for r in results)
     if pair.cache is not None:

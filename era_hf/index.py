@@ -103,6 +103,8 @@ class DocumentIndex:
         self.encoder_info = dict(encoder_info or {})
         self.kind = kind
         self.hnsw = dict(hnsw or {})
+        #: hybrid search's BM25 over the stored texts and the stored vectors, built on first use
+        self._lexical: tuple[Any, np.ndarray] | None = None
         #: what :meth:`load` was given (directory or repo id) and the local directory it read
         self.source: str | None = None
         self.source_path: str | None = None
@@ -222,17 +224,29 @@ class DocumentIndex:
         return cls(index, doc_ids, titles, doc_texts, info, kind, hnsw)
 
     # ------------------------------------------------------------------ search
-    def search(self, query_embeddings: np.ndarray, k: int = 10) -> tuple[np.ndarray, list[list[str]]]:
-        """Top-``k`` documents per query by cosine similarity.
+    def search(self, query_embeddings: np.ndarray, k: int = 10, *, query_texts: Sequence[str] | None = None,
+               lexical_weight: float = 0.0) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-``k`` documents per query by cosine similarity, or in hybrid search with BM25.
 
         Args:
             query_embeddings: ``(n, dim)`` (or one ``(dim,)`` vector); L2-normalised here.
             k: documents per query, capped at the number of documents.
+            query_texts: the queries' texts (hybrid search only).
+            lexical_weight: > 0 for hybrid search (an ERA model's ``config.lexical_weight``): every document
+                scored exactly by :func:`~era_hf.lexical.fuse_lexical` of its cosine and the BM25 score of the query
+                text against its title and text (the BM25 statistics are built from the stored texts on first use).
 
         Returns:
-            ``(scores, ids)``: float32 ``(n, k)`` cosine scores, best first, and the doc ids per query.
-            An HNSW index can return fewer than ``k`` hits for a query; its list is then shorter and
-            the missing scores are ``-inf``.
+            ``(scores, ids)``: float32 ``(n, k)`` cosine scores (hybrid: fused z-scores), best first, and the doc
+            ids per query. An HNSW index can return fewer than ``k`` hits for a query; its list is then shorter
+            and the missing scores are ``-inf``.
+
+        Example:
+            >>> index = DocumentIndex.from_embeddings(np.eye(3), ["a", "b", "c"], ["red fox", "blue sky", "green sea"])
+            >>> index.search(np.array([1.0, 0.9, 0.0]), k=1)[1]
+            [['a']]
+            >>> index.search(np.array([1.0, 0.9, 0.0]), k=1, query_texts=["sky"], lexical_weight=1.0)[1]
+            [['b']]
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ERAError(f"k must be a positive integer, got {k!r}")
@@ -247,6 +261,8 @@ class DocumentIndex:
             raise ERAError("query embeddings contain NaN or infinity")
         k = min(int(k), self.ntotal)
         n = q.shape[0]
+        if lexical_weight != 0.0:
+            return self._search_hybrid(q, k, query_texts, lexical_weight)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         rows = np.full((n, k), -1, dtype=np.int64)
         for start in range(0, n, SEARCH_BATCH):
@@ -258,6 +274,28 @@ class DocumentIndex:
         ids = [ids_arr[r[r >= 0]].tolist() for r in rows]
         scores[rows < 0] = -np.inf
         return scores, ids
+
+    def _search_hybrid(self, q: np.ndarray, k: int, query_texts: Sequence[str] | None,
+                       lexical_weight: Any) -> tuple[np.ndarray, list[list[str]]]:
+        from .evaluation import check_lexical_weight, search_exact
+        from .lexical import BM25
+
+        weight = check_lexical_weight(lexical_weight)
+        if isinstance(query_texts, str) or not isinstance(query_texts, Sequence) or len(query_texts) != q.shape[0] \
+                or not all(isinstance(t, str) for t in query_texts):
+            raise ERAError(f"hybrid search (lexical_weight {weight:g}) needs query_texts: a list of {q.shape[0]} "
+                           f"string(s), one per query embedding; got {type(query_texts).__name__}")
+        if self._lexical is None:
+            texts = [f"{t} {x}" if t else x for t, x in zip(self.titles, self.texts)]
+            if not any(texts):
+                raise ERAError("hybrid search scores the documents' texts with BM25, but this index holds none "
+                               "(built from embeddings without doc_texts)")
+            # every vector, so that every document is scored exactly (as a flat index does)
+            self._lexical = (BM25(texts), self.index.reconstruct_n(0, self.ntotal))
+        bm25, vectors = self._lexical
+        ranked, scores = search_exact(q, vectors, self.doc_ids, k=k, return_scores=True,
+                                      lexical=bm25.scores(list(query_texts)).numpy(), lexical_weight=weight)
+        return scores, ranked
 
     # ------------------------------------------------------------------ compatibility
     def check_compatible(self, document_encoder_id: str, dim: int, revision: str | None = None) -> None:

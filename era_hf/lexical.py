@@ -15,8 +15,9 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 #: Lucene's default English stop words (also the BM25 baselines' of Anserini / Pyserini).
@@ -102,4 +103,20 @@ def standardized(scores: torch.Tensor, exclude: torch.Tensor | None = None) -> t
     return (scores - mean) / std.clamp_min(1e-9)
 
 
-__all__ = ["BM25", "STOP_WORDS", "analyze", "standardized", "stem"]
+def fuse_lexical(dense: Any, lexical: Any, weight: float) -> np.ndarray:
+    """Hybrid search scores (ours, not the paper): per query (row), the dense cosines and the BM25 scores as
+    z-scores over the same documents (:func:`standardized`), BM25's times ``weight``. Ranks like the cosines alone
+    at ``weight=0``; the scale of neither part matters.
+
+    Example:
+        >>> fused = fuse_lexical(np.array([[0.9, 0.8, 0.1]]), np.array([[0.0, 3.0, 0.0]]), 1.0)
+        >>> [int(i) for i in fused.argsort(axis=1)[0, ::-1]]
+        [1, 0, 2]
+    """
+    d = standardized(torch.as_tensor(np.asarray(dense, dtype=np.float32)))
+    if weight:
+        d = d + float(weight) * standardized(torch.as_tensor(np.asarray(lexical, dtype=np.float32)))
+    return d.numpy()
+
+
+__all__ = ["BM25", "STOP_WORDS", "analyze", "fuse_lexical", "standardized", "stem"]

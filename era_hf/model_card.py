@@ -510,6 +510,8 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             facts.append(_picked(init, "weight", "score-map weight", kept))
         if name == "shrinkage" and "scale" in info:
             facts = [_picked(info, "scale", "the trained correction scaled toward the cheap baseline by")]
+        if name == "lexical_weight" and "lexical_weight" in info:
+            facts = [_picked(info, "lexical_weight", "BM25's weight in hybrid search", zero="dense search only")]
         if facts:
             stages.append(f"**{name}**: " + ", ".join(facts))
     mode = args.get("mode") or log.get("mode")
@@ -532,7 +534,7 @@ def _training_section(log: Mapping[str, Any]) -> dict[str, Any]:
             "tasks": ", ".join(_task_text(t) for t in task_names) if task_names else None}
 
 
-def _picked(record: Mapping[str, Any], key: str, label: str, kept: str = "") -> str:
+def _picked(record: Mapping[str, Any], key: str, label: str, kept: str = "", zero: str = "the cheap baseline") -> str:
     """One card phrase for a value picked on validation (:func:`era_hf.training.alignment.pick_by_validation`'s
     record): the value, how it was picked, the margin rule's best and standard error, and the gain over 0."""
     margin = record.get("margin")
@@ -540,7 +542,7 @@ def _picked(record: Mapping[str, Any], key: str, label: str, kept: str = "") -> 
         if isinstance(margin, Mapping) else ""
     gain = record.get("gain_over_weight_0")
     sure = f"; validation nDCG@10 {gain['gain']:+.4f} ± {gain['standard_error']:.4f} (one standard error) " \
-           f"over {key} 0, the cheap baseline" if isinstance(gain, Mapping) and \
+           f"over {key} 0, {zero}" if isinstance(gain, Mapping) and \
         all(isinstance(gain.get(k), (int, float)) for k in ("gain", "standard_error")) else ""
     return f"{label} {_fmt(record[key])}, picked on {record.get('selected_by', '?')}{rule}{kept}{sure}"
 
@@ -717,6 +719,7 @@ def build_model_card(model_dir: str | os.PathLike, eval_results: Any = None, *, 
         "init": config.get("init"),
         "query_format_text": qf_text,
         "example_query": "how do airplane wings produce lift?",
+        "lexical_weight": float(config.get("lexical_weight") or 0.0),
         "example_instruction": example_instruction,
         "eval": eval_ctx,
         "no_eval_note": ("No evaluation results were provided. Evaluate the model and the baselines on the same "

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,11 @@ def to_sentence_transformers(model: Any, device: str | None = None) -> SentenceT
     if not hasattr(model, "head"):
         raise ERAError(f"expected an ERAModel, got {type(model).__name__}")
     prompt = query_prompt(cfg)  # validates the query format
+    if getattr(cfg, "lexical_weight", 0.0):
+        warnings.warn(f"this model searches in hybrid (BM25 weight {cfg.lexical_weight:g}: its config's "
+                      "lexical_weight), which a sentence-transformers model cannot: the export gives the dense "
+                      "embeddings only; search with era_hf's DocumentIndex(query_texts=..., lexical_weight=...) for "
+                      "the hybrid ranking", stacklevel=2)
     merged = _merged_query_encoder(model)
     if cfg.anchor:
         query_route: list[Module] = [ERAAnchoredQueryInput(

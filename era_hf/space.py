@@ -219,7 +219,9 @@ class SearchService:
         with self._lock:
             t0 = time.perf_counter()
             era_emb = self.model.encode_queries(qs, instruction=ins, batch_size=len(qs))
-            era_scores, era_ids = self.index.search(era_emb, kmax)
+            # hybrid search when the model was trained to use it (config.lexical_weight > 0): BM25 of the raw query
+            era_scores, era_ids = self.index.search(era_emb, kmax, query_texts=qs,
+                                                    lexical_weight=getattr(self.config, "lexical_weight", 0.0))
             t1 = time.perf_counter()
             base_texts = format_queries(qs, ins, getattr(self.config, "document_query_format", "none"))
             base_emb = self.baseline.encode(base_texts, batch_size=len(qs))
@@ -250,7 +252,7 @@ class SearchService:
         cfg = self.config
         return {"query_encoder": cfg.query_encoder, "document_encoder": cfg.document_encoder,
                 "head": cfg.head_type, "anchor": bool(cfg.anchor), "documents": len(self.index),
-                "index_kind": self.index.kind}
+                "index_kind": self.index.kind, "lexical_weight": float(getattr(cfg, "lexical_weight", 0.0))}
 
 
 class _MicroBatcher:
@@ -443,6 +445,7 @@ def render_results(result: Mapping[str, Any] | None, side: str, other: Mapping[s
     latency = block.get("latency_ms")
     lat = f"{latency:.1f} ms" if isinstance(latency, (int, float)) else "–"
     other_ids = {h["id"] for h in ((other or {}).get("results") or [])}
+    score_title = "hybrid score: z-scored cosine + BM25" if "BM25" in subtitle else "cosine similarity"
     parts = [f'<div class="era-col" id="{side}-col" data-count="{len(hits)}">',
              '<div class="era-col-head"><div>',
              f'<div class="era-col-title">{label}</div>',
@@ -464,7 +467,7 @@ def render_results(result: Mapping[str, Any] | None, side: str, other: Mapping[s
                 f'<span class="era-rank">{int(h["rank"])}</span>'
                 f'<div><span class="era-title">{html.escape(title)}</span>'
                 f'<span class="era-id">{html.escape(str(h["id"]))}</span>{badge}{snippet_html}</div>'
-                f'<span class="era-score" title="cosine similarity">{float(h["score"]):.3f}</span></li>')
+                f'<span class="era-score" title="{score_title}">{float(h["score"]):.3f}</span></li>')
         parts.append("</ol>")
     parts.append("</div>")
     return "".join(parts)
@@ -542,7 +545,8 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
     default_k = max(1, min(default_k, service.max_k))
     info = service.describe()
     n_docs = info["documents"]
-    era_sub = f"{_short_id(info['query_encoder'])} + {info['head']} adapter"
+    era_sub = f"{_short_id(info['query_encoder'])} + {info['head']} adapter" + (
+        f" + BM25 (hybrid, weight {info['lexical_weight']:g})" if info["lexical_weight"] else "")
     base_sub = f"{_short_id(info['document_encoder'])} on the plain query"
 
     def ui_search(query: Any, instruction: Any, k: Any) -> tuple[str, str, str]:
@@ -591,7 +595,9 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
         query.submit(api_visibility="private", **event)
         gr.api(search, api_name="search", concurrency_limit=concurrency_limit, concurrency_id="era-search")
         gr.Markdown(
-            f"<small>Scores are cosine similarities in the document encoder's space. A latency covers query "
+            f"<small>Scores are cosine similarities in the document encoder's space"
+            f"{' (ERA in hybrid search: z-scored cosine plus weighted z-scored BM25)' if info['lexical_weight'] else ''}"
+            f". A latency covers query "
             f"encoding and index search of one batch (concurrent queries are encoded together). Queries are "
             f"limited to {MAX_QUERY_CHARS:,} characters. API: "
             f"<code>Client(url).predict(query, instruction, k, api_name=\"/search\")</code>.</small>")

@@ -109,3 +109,11 @@ def test_anchored_lora_model_exports_and_loads_without_era_hf(tmp_path, document
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=200, check=False)
     assert "ST-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_a_hybrid_model_exports_its_dense_part_with_a_warning(documents):
+    model = _perturbed()
+    model.config.lexical_weight = 0.3
+    with pytest.warns(UserWarning, match="searches in hybrid .*BM25 weight 0.3.* dense embeddings only"):
+        st = to_sentence_transformers(model)
+    _check(st, model, documents)

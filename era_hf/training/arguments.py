@@ -197,14 +197,24 @@ class AdaptationArguments:
                                               "alignment_only reads no label)")
     shrink_scales: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25),
                                           "shrink_margin_se: the scales tried (0 = the cheap baseline)")
+    lexical_margin_se: float | None = _f(None, "ours: hybrid search. After training, pick the weight of BM25 fused "
+                                               "with the adapted query's cosines at search time (z-scored per "
+                                               "query; saved as the model's lexical_weight) among lexical_weights: "
+                                               "the smallest whose validation nDCG@10 is within this many standard "
+                                               "errors of the best (0 = the best); None = off (dense search only). "
+                                               "Reads labels: not in mode alignment_only")
+    lexical_weights: tuple[float, ...] = _f((0.0, 0.1, 0.2, 0.3, 0.5),
+                                            "lexical_margin_se: the BM25 weights tried (0 = dense search only)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
 
     def validate(self) -> None:
         _plain_numbers(self)
         _check_choices(self)
-        if self.shrink_margin_se is not None:
-            _check_positive(self, "shrink_margin_se", allow_zero=("shrink_margin_se",))
+        for name in ("shrink_margin_se", "lexical_margin_se"):
+            if getattr(self, name) is not None:
+                _check_positive(self, name, allow_zero=(name,))
         _check_number_list(self, "shrink_scales", positive=False)
+        _check_number_list(self, "lexical_weights", positive=False)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",
                         "percpos_margin", "checkpoint_every", "anchor_penalty", "early_stopping_min_delta",
                         "warmup_ratio", "distill_weight",
@@ -380,6 +390,9 @@ class TrainingArguments:
         if self.adaptation.shrink_margin_se is not None and not self.anchor:
             raise ERAError("adaptation.shrink_margin_se scales an anchored head's correction toward the anchor: it "
                            "needs --anchor (as in --recipe recommended)")
+        if self.adaptation.lexical_margin_se is not None and self.mode == "alignment_only":
+            raise ERAError("adaptation.lexical_margin_se picks hybrid search's BM25 weight on labelled validation "
+                           "queries, but mode alignment_only reads no label")
         al = self.alignment
         if distills(self) and (al.score_weight_margin_se or al.score_weight_guard == "clarity"):
             raise ERAError("alignment.score_weight_margin_se and score_weight_guard='clarity' pick the score map's "

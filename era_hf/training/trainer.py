@@ -411,6 +411,18 @@ class ERATrainer:
                                                         a.adaptation.shrink_margin_se)
             final_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
 
+        # ---------------------------------------------------------- hybrid search's BM25 weight (labels: validation)
+        if a.adaptation.lexical_margin_se is not None:
+            head = copy.deepcopy(base_head).to(device)
+            head.load_state_dict(final_state)
+            val_ndcg = self._val_ndcg(infos, embedder, device, needed_by="adaptation.lexical_margin_se picks "
+                                                                          "hybrid search's BM25 weight")
+            weight, record = stage1.pick_by_validation(a.adaptation.lexical_weights, lambda w: val_ndcg(head, w),
+                                                a.adaptation.lexical_margin_se, "BM25 weight")
+            model.config.lexical_weight = weight
+            log_stages["lexical_weight"] = {"lexical_weight": weight, **record, "selected_by": "validation nDCG@10 "
+                                            "of hybrid search" + record["selected_by"]}
+
         # ---------------------------------------------------------- outputs
         model.head.load_state_dict({k: v.to(model.head_device) for k, v in final_state.items()})
         if not all(bool(torch.isfinite(p).all()) for p in model.head.parameters()):
@@ -542,9 +554,9 @@ class ERATrainer:
                   needed_by: str = "alignment.anchored='score' picks its weight"
                   ) -> Callable[[torch.nn.Module], list[np.ndarray]]:
         """``head -> per-task arrays of per-query nDCG@10`` over the tasks' validation queries (and train queries
-        when ``with_train``; never test queries); ``needed_by`` names the user of it in the error raised when no
-        task has such a query."""
-        from ..evaluation import search_exact
+        when ``with_train``; never test queries), optionally in hybrid search (``score(head, lexical_weight)``);
+        ``needed_by`` names the user of it in the error raised when no task has such a query."""
+        from ..evaluation import lexical_scores, search_exact
         from ..metrics import retrieval_metrics
 
         per_task = []
@@ -557,12 +569,17 @@ class ERATrainer:
         if not per_task:
             raise ERAError(f"{needed_by} on validation queries, but no task has one")
 
-        def score(head: torch.nn.Module) -> list[np.ndarray]:
+        lexical: dict[int, np.ndarray] = {}  # BM25 of each task's validation queries, on first use
+
+        def score(head: torch.nn.Module, lexical_weight: float = 0.0) -> list[np.ndarray]:
             values = []
             with torch.no_grad():
-                for info, qids, q, a in per_task:
+                for i, (info, qids, q, a) in enumerate(per_task):
                     pred = head(q, a).cpu().numpy()
-                    ranked = search_exact(pred, info.corpus(embedder), info.doc_ids, k=10)
+                    if lexical_weight and i not in lexical:
+                        lexical[i] = lexical_scores(info.task, qids)
+                    ranked = search_exact(pred, info.corpus(embedder), info.doc_ids, k=10, lexical=lexical.get(i),
+                                          lexical_weight=lexical_weight)
                     values.append(np.asarray(retrieval_metrics(qids, ranked, info.task.qrels, ks=(10,))["ndcg@10"]))
             return values
 

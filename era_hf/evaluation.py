@@ -512,7 +512,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         if m["type"] == "era":
             title = f"ERA {m.get('model')}" + (f" @ {m['revision'][:12]}" if m.get("revision") else "")
         else:
-            used = enc["document_encoder"] if m["name"] == "doc" else enc["query_encoder"]
+            used = enc["document_encoder"] if m["name"] in ("doc", "doc+lexical") else enc["query_encoder"]
             title = f"baseline {m['name']}: {used['model_id']}" + (f" @ {used['revision'][:12]}"
                                                                    if used.get("revision") else "")
         if res.get("lexical_weight"):
@@ -575,8 +575,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="ERA model directory or Hub id")
     p.add_argument("--model-revision", help="Hub revision of --model")
     p.add_argument("--baseline", action="append", choices=BASELINES,
-                   help="zero-shot baseline: doc (document encoder on both sides) or query (query encoder on both "
-                        "sides, corpus re-encoded); repeatable; with --model uses the model's encoders")
+                   help="zero-shot baseline: doc (document encoder on both sides), query (query encoder on both "
+                        "sides, corpus re-encoded), fusion (both summed) or doc+lexical (doc in hybrid search with "
+                        "BM25, its weight picked on the labelled non-test queries); repeatable; with --model uses "
+                        "the model's encoders")
     p.add_argument("--query-encoder", help="query encoder for baselines without --model (default: "
                                            "sentence-transformers/all-mpnet-base-v2)")
     p.add_argument("--document-encoder", help="document encoder for baselines without --model (default: "
@@ -606,7 +608,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .task_embeddings import DEFAULT_DOCUMENT_ENCODER, DEFAULT_QUERY_ENCODER, EncoderPair
 
     if not args.model and not args.baseline:
-        raise ERAError("nothing to evaluate: pass --model and/or --baseline doc|query")
+        raise ERAError(f"nothing to evaluate: pass --model and/or --baseline {'|'.join(BASELINES)}")
     if args.model and (args.query_encoder or args.document_encoder):
         raise ERAError("--query-encoder/--document-encoder are for baselines without --model; "
                        "an ERA model brings its own encoders")

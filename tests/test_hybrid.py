@@ -216,3 +216,24 @@ def test_a_single_weight_is_kept_and_the_model_card_says_how_to_search(adi, cach
     run([adi], small_args(tmp_path / "dense", cache_dir))
     dense = str(build_model_card(tmp_path / "dense", repo_id="someone/era-dense"))
     assert "hybrid" not in dense and "index.search(model.encode_queries([" in dense
+
+
+def test_cli_evaluates_the_hybrid_baseline_and_a_fixed_weight(shared_data, cache_dir, tmp_path, capsys):
+    from era_hf import cli
+
+    task = ["evaluate", "--task", str(shared_data / "adi"), "--cache-dir", str(cache_dir)]
+    assert cli.main(task + ["--baseline", "doc+lexical", "--output", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    weight = run["lexical_weight"]
+    assert weight > 0 and run["lexical_weight_selection"]["n_queries"] > 0
+    # the table names the cheap encoder it searches with, and the BM25 weight
+    assert "baseline doc+lexical: sentence-transformers/all-MiniLM-L6-v2" in out
+    assert f"+ BM25 x {weight:g} (hybrid search)" in out
+    assert cli.main(task + ["--baseline", "doc", "--lexical-weight", str(weight), "--output",
+                            str(tmp_path / "fixed.json")]) == 0
+    fixed = json.loads((tmp_path / "fixed.json").read_text())["runs"][0]
+    assert fixed["macro"]["ndcg@10"] == pytest.approx(run["macro"]["ndcg@10"]) and fixed["lexical_weight"] == weight
+    capsys.readouterr()
+    assert cli.main(task + ["--baseline", "doc", "--lexical-weight", "nan"]) == 2
+    assert "error: --lexical-weight (the weight of BM25 in hybrid search" in capsys.readouterr().err

@@ -10,7 +10,8 @@ measures it two ways:
   benchmark split's rank among them. No training.
 * **trained, a few splits**: a benchmark method (``--method``, default ``era_recommended``) trained and scored
   exactly as ``era-hf benchmark`` does (``--protocols`` in_domain / per_task / leave_one_out, ``--label-ratio``,
-  training ``--seeds``), once per split seed of ``--split-seeds``; ``doc`` and ``query`` on the same test queries.
+  training ``--seeds``), once per split seed of ``--split-seeds``; ``doc``, ``query`` and ``doc+lexical`` (the
+  cheap index in hybrid with BM25, its weight picked on that split's non-test queries) on the same test queries.
   On split 42 it reproduces the benchmark's result files. A method that aligns on the held-out collection
   (``era_recommended_index``) runs in leave_one_out only, as in the benchmark.
 
@@ -131,9 +132,13 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
         run.results["zero_shot"]["tasks"][n] = zero_shot_splits(zero_shot[n], task, args.zero_shot_splits,
                                                                 args.label_ratio, SPLIT_SEED)
     for split_seed in args.split_seeds:
+        hybrid = evaluate_suite("doc+lexical", list(tasks.values()), pair, label_ratio=args.label_ratio,
+                                seed=split_seed)  # its BM25 weight picked on this split's non-test queries
         entry = run.results["splits"][str(split_seed)] = {
             "n_test": {n: len(t.split(args.label_ratio, split_seed).test) for n, t in tasks.items()},
-            **{b: with_macro(baseline(b, split_seed)) for b in ("doc", "query")}, "protocols": {}}
+            **{b: with_macro(baseline(b, split_seed)) for b in ("doc", "query")},
+            "doc+lexical": with_macro({n: float(r["metrics"][NDCG]) for n, r in hybrid["tasks"].items()}),
+            "doc+lexical_weight": hybrid["lexical_weight"], "protocols": {}}
         for protocol in args.protocols:
             rows = entry["protocols"][protocol] = []
             for seed in args.seeds:
@@ -213,28 +218,37 @@ def _trained_table(label: str, ratio: float, protocol: str, by_seed: dict[int, d
         return float(np.mean([row[task] for row in entry["protocols"][protocol]]))
 
     cols = [*names, "macro"]
+    # files from before the doc+lexical baseline was scored here leave its columns out of their table
+    lexical = all("doc+lexical" in e for e in by_seed.values())
     out = ["", f"**{label}, {protocol}, r = {ratio:g}**: test nDCG@10 minus `doc` (the cheap index) and minus "
-           "`query` (the query encoder on both sides, corpus re-encoded), per split seed; the method's value is the "
-           "mean over its training seeds.", "",
-           "| split seed | seeds | `doc` macro | `query` macro | method macro | "
-           + " | ".join(f"{c} − doc" for c in cols) + " | " + " | ".join(f"{c} − query" for c in cols) + " |",
-           "|:---|---:|" + "---:|" * (3 + 2 * len(cols))]
-    gaps_doc, gaps_query = {c: [] for c in cols}, {c: [] for c in cols}
+           "`query` (the query encoder on both sides, corpus re-encoded)"
+           + (", and the macro minus `doc+lexical` (the cheap index in hybrid with BM25)" if lexical else "")
+           + ", per split seed; the method's value is the mean over its training seeds.", "",
+           "| split seed | seeds | `doc` macro | `query` macro | " + ("`doc+lexical` macro | " if lexical else "")
+           + "method macro | " + " | ".join(f"{c} − doc" for c in cols) + " | "
+           + " | ".join(f"{c} − query" for c in cols) + (" | macro − doc+lexical" if lexical else "") + " |",
+           "|:---|---:|" + "---:|" * (3 + 2 * len(cols) + 2 * lexical)]
+    gaps = {ref: {c: [] for c in cols} for ref in ("doc", "query", "doc+lexical")}
     for seed, e in by_seed.items():
-        for c in cols:
-            gaps_doc[c].append(mean(e, c) - e["doc"][c])
-            gaps_query[c].append(mean(e, c) - e["query"][c])
+        for ref in ("doc", "query", "doc+lexical")[:2 + lexical]:
+            for c in cols if ref != "doc+lexical" else ["macro"]:
+                gaps[ref][c].append(mean(e, c) - e[ref][c])
         out.append(f"| {seed} | {len(e['protocols'][protocol])} | {e['doc']['macro']:.4f} | {e['query']['macro']:.4f} "
-                   f"| {mean(e, 'macro'):.4f} | " + " | ".join(f"{gaps_doc[c][-1]:+.4f}" for c in cols) + " | "
-                   + " | ".join(f"{gaps_query[c][-1]:+.4f}" for c in cols) + " |")
+                   + (f"| {e['doc+lexical']['macro']:.4f} (BM25 × {e['doc+lexical_weight']:g}) " if lexical else "")
+                   + f"| {mean(e, 'macro'):.4f} | " + _cells(gaps, cols, lexical, lambda g: f"{g[-1]:+.4f}") + " |")
     n = len(by_seed)
-    out.append(f"| mean of {n} | | | | | " + " | ".join(f"**{np.mean(gaps_doc[c]):+.4f}**" for c in cols) + " | "
-               + " | ".join(f"**{np.mean(gaps_query[c]):+.4f}**" for c in cols) + " |")
-    out.append(f"| worst of {n} | | | | | " + " | ".join(f"{min(gaps_doc[c]):+.4f}" for c in cols) + " | "
-               + " | ".join(f"{min(gaps_query[c]):+.4f}" for c in cols) + " |")
-    out.append(f"| splits ≥ 0 | | | | | " + " | ".join(f"{sum(g >= 0 for g in gaps_doc[c])} of {n}" for c in cols)
-               + " | " + " | ".join(f"{sum(g >= 0 for g in gaps_query[c])} of {n}" for c in cols) + " |")
+    empty = "| | | | " + "| " * lexical
+    out.append(f"| mean of {n} {empty}| " + _cells(gaps, cols, lexical, lambda g: f"**{np.mean(g):+.4f}**") + " |")
+    out.append(f"| worst of {n} {empty}| " + _cells(gaps, cols, lexical, lambda g: f"{min(g):+.4f}") + " |")
+    out.append(f"| splits ≥ 0 {empty}| " + _cells(gaps, cols, lexical, lambda g: f"{sum(x >= 0 for x in g)} of {n}")
+               + " |")
     return out
+
+
+def _cells(gaps: dict[str, dict[str, list[float]]], cols: list[str], lexical: bool, fmt: Any) -> str:
+    """One table row's gap cells: every column minus doc, every column minus query, [the macro minus doc+lexical]."""
+    cells = [fmt(gaps[ref][c]) for ref in ("doc", "query") for c in cols]
+    return " | ".join(cells + ([fmt(gaps["doc+lexical"]["macro"])] if lexical else []))
 
 
 if __name__ == "__main__":

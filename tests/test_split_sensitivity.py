@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from era_hf.cache import EmbeddingCache
+from era_hf.evaluation import evaluate_suite
 from era_hf.task_embeddings import EncoderPair
 from era_hf.tasks import load_task
 from tests.conftest import MINILM, MPNET, load_benchmark_script, numpy_ndcg_per_query
@@ -53,6 +54,9 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
         assert entry["doc"]["adi"] == pytest.approx(np.mean([doc[q] for q in test]), abs=1e-6)
         assert entry["query"]["macro"] == pytest.approx(np.mean([query[q] for q in test]), abs=1e-6)
         assert len(entry["protocols"]["per_task"]) == 1 and 0 < entry["protocols"]["per_task"][0]["adi"] <= 1
+        hybrid = evaluate_suite("doc+lexical", [adi], pair, seed=seed)  # weight picked on this split's queries
+        assert entry["doc+lexical"]["adi"] == pytest.approx(hybrid["macro"]["ndcg@10"], abs=1e-6)
+        assert entry["doc+lexical_weight"] == hybrid["lexical_weight"]
     assert set(adi.split(0.2, 7).test) != set(adi.split(0.2, 42).test)  # the splits differ, so the rows can
 
     # a second file: another split seed of the same configuration joins its table; other overrides get their own
@@ -78,11 +82,23 @@ def test_zero_shot_and_trained_splits_are_measured_and_merged_into_one_section(s
     assert [row.split(" | ")[0] for row in rows] == ["| 42", "| 7", "| 9"]  # the benchmark's split first
     e42 = r["splits"]["42"]
     era = e42["protocols"]["per_task"][0]["adi"]
-    assert rows[0].startswith(f"| 42 | 1 | {e42['doc']['macro']:.4f} | {e42['query']['macro']:.4f} | {era:.4f} | "
-                              f"{era - e42['doc']['adi']:+.4f} |")
+    hybrid = f"{e42['doc+lexical']['macro']:.4f} (BM25 × {e42['doc+lexical_weight']:g})"
+    assert rows[0].startswith(f"| 42 | 1 | {e42['doc']['macro']:.4f} | {e42['query']['macro']:.4f} | {hybrid} | "
+                              f"{era:.4f} | {era - e42['doc']['adi']:+.4f} |")
+    assert rows[0].endswith(f" | {era - e42['doc+lexical']['macro']:+.4f} |")
     assert "| mean of 3 |" in table and "| splits ≥ 0 |" in table
     gaps = [e["protocols"]["per_task"][0]["adi"] - e["doc"]["adi"] for e in (r["splits"]["7"], e42)]
-    assert f"| worst of 3 | | | | | {min(gaps):+.4f} |" in table
+    assert f"| worst of 3 | | | | | | {min(gaps):+.4f} |" in table
+    # a file from before the doc+lexical baseline was scored here keeps the table it had
+    old = json.loads((folder / "a.json").read_text())
+    old["results"]["overrides"] = {"alignment.distill_steps": 7}
+    for entry in old["results"]["splits"].values():
+        del entry["doc+lexical"], entry["doc+lexical_weight"]
+    (folder / "e.json").write_text(json.dumps(old))
+    old_table = script.render_split_sensitivity_section(tmp_path / "results")
+    old_table = old_table[old_table.index("`alignment.distill_steps=7`"):]
+    assert "doc+lexical" not in old_table and f"| 42 | 1 | {e42['doc']['macro']:.4f} | {e42['query']['macro']:.4f} | " \
+        f"{era:.4f} |" in old_table
     assert script.render_split_sensitivity_section(tmp_path / "nothing") == ""
 
 

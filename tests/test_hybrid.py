@@ -237,3 +237,26 @@ def test_cli_evaluates_the_hybrid_baseline_and_a_fixed_weight(shared_data, cache
     capsys.readouterr()
     assert cli.main(task + ["--baseline", "doc", "--lexical-weight", "nan"]) == 2
     assert "error: --lexical-weight (the weight of BM25 in hybrid search" in capsys.readouterr().err
+
+
+def test_the_benchmark_scripts_score_a_hybrid_model_in_hybrid(adi, cache_dir, tmp_path):
+    from tests.conftest import load_benchmark_script
+
+    common = load_benchmark_script("_common")
+    run([adi], small_args(tmp_path / "m", cache_dir, adaptation={"lexical_margin_se": 0.0, "lexical_weights": [2.0]}))
+    from era_hf.cache import EmbeddingCache
+    from era_hf.evaluation import ERAMethod
+    from era_hf.task_embeddings import EncoderPair
+
+    method = ERAMethod(str(tmp_path / "m"))
+    assert method.lexical_weight == 2.0
+    pair = EncoderPair.from_config(method.config, cache=EmbeddingCache(cache_dir))
+    test = list(adi.split(0.2, 42).test)
+    res = evaluate_suite(method, [adi], pair)
+    assert common.ndcg_per_query(method, pair, adi, test) == pytest.approx(res["tasks"]["adi"]["per_query"]["ndcg@10"])
+    dense = evaluate_suite(method, [adi], pair, lexical_weight=0.0)["tasks"]["adi"]["per_query"]["ndcg@10"]
+    assert dense != res["tasks"]["adi"]["per_query"]["ndcg@10"]
+    from era_hf.evaluation import Baseline
+
+    with pytest.raises(ERAError, match="must be a finite number >= 0, got 'validation'"):
+        common.ndcg_per_query(Baseline("doc+lexical"), pair, adi, test)

@@ -144,6 +144,10 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "cosines (z-scored per query), BM25's weight the best of adaptation.lexical_weights on the "
                     "labelled validation queries (adaptation.lexical_margin_se=0); needs the documents' texts at "
                     "search time (DocumentIndex keeps them), not a second embedding index"),
+    BenchmarkMethod("rec_no_lexical+hybrid", "recommended", "both",
+                    {**NO_LEXICAL, "adaptation.lexical_margin_se": 0.0},
+                    "OURS: rec+hybrid whose stage-1 teacher has no BM25 term (alignment.distill_lexical_weight=0), so "
+                    "BM25 enters at search time only"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the held-out collection, the index that is searched "
                     "(`--alignment-tasks`): the distillation ranks its documents and unlabelled non-test queries (no "

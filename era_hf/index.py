@@ -234,7 +234,8 @@ class DocumentIndex:
             query_texts: the queries' texts (hybrid search only).
             lexical_weight: > 0 for hybrid search (an ERA model's ``config.lexical_weight``): every document
                 scored exactly by :func:`~era_hf.lexical.fuse_lexical` of its cosine and the BM25 score of the query
-                text against its title and text (the BM25 statistics are built from the stored texts on first use).
+                text against its title and text (the BM25 statistics are built from the stored texts on first use,
+                and a copy of the vectors is kept in memory: hybrid search costs what a flat index costs).
 
         Returns:
             ``(scores, ids)``: float32 ``(n, k)`` cosine scores (hybrid: fused z-scores), best first, and the doc

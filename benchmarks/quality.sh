@@ -142,5 +142,17 @@ for s in 0 1 2 3 4; do
     transfer_split "$s" rec_index+clarity_guard
     wait "$TRANSFER"
 done
+# 9c. Hybrid search (2026-11-27): the cheap index with BM25 (baseline doc+lexical) and the recipe searching in hybrid
+#     (BM25's weight picked on validation), every protocol and ratio, then the transfer selection and six splits.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods doc+lexical rec+hybrid
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 \
+    --methods rec_no_lexical+hybrid
+era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec+hybrid rec_index+hybrid
+transfer rec_index+hybrid
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec+hybrid --protocols in_domain \
+    --split-seeds 42 0 1 2 3 4 --threads 1 --out "$OUT/split_sensitivity/in_domain_hybrid.json"
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec_index+hybrid --protocols leave_one_out \
+    --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_index_hybrid.json"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -49,8 +49,8 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_no_distill \
-    rec_index+distill rec_index+clarity_guard rec_index+shrink rec_index+no_guard rec+one_se \
+    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_index+dense \
+    rec_no_distill rec_index+distill rec_index+clarity_guard rec_index+shrink rec_index+no_guard rec+one_se \
     rec+shrink alignment_only distill_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
@@ -99,8 +99,9 @@ done
 #    seeds run as two parallel processes (one thread each), which the report merges; leave-one-out with one seed
 #    (three for rec_index+shrink), also era_recommended_index (stage 1 distilled on the held-out collection),
 #    rec_index+clarity_guard (its guarded weight pick instead), rec+shrink and rec_index+shrink. The files of
-#    rec_index+clarity_guard, era_recommended_index and rec_index+shrink were made under those rows' earlier names
-#    (era_recommended_index, rec_index+distill_lexical, rec_index+distill_lexical+shrink) and renamed (their notes).
+#    rec_index+clarity_guard, rec_index+dense and rec_index+shrink were made under those rows' earlier names
+#    (era_recommended_index, rec_index+distill_lexical then era_recommended_index, rec_index+distill_lexical+shrink)
+#    and renamed (their notes); era_recommended_index's (hybrid search) is in step 9c.
 split_halves() {  # PROTOCOL NAME [more arguments]
     python benchmarks/split_sensitivity.py --suite "$SUITE" --protocols "$1" --split-seeds 42 0 1 --threads 1 \
         --out "$OUT/split_sensitivity/$2_a.json" "${@:3}" &
@@ -113,7 +114,7 @@ split_halves in_domain in_domain
 split_halves per_task per_task
 split_halves leave_one_out leave_one_out --seeds 0
 split_halves leave_one_out leave_one_out_clarity_guard --seeds 0 --method rec_index+clarity_guard
-split_halves leave_one_out leave_one_out_index --seeds 0 --method era_recommended_index
+split_halves leave_one_out leave_one_out_index_dense --seeds 0 --method rec_index+dense
 split_halves leave_one_out leave_one_out_shrink --seeds 0 --method rec+shrink
 split_halves leave_one_out leave_one_out_index_shrink --seeds 0 1 2 --method rec_index+shrink
 # 9b. Leave-one-out rows compared on the held-out collection's judged non-test queries, which training never reads
@@ -125,7 +126,7 @@ transfer() {  # METHOD...
             --out "$OUT/transfer_selection/${m//+/_}.json"
     done
 }
-transfer rec_index+clarity_guard era_recommended_index rec_index+shrink rec_index+no_guard &
+transfer rec_index+clarity_guard rec_index+dense rec_index+shrink rec_index+no_guard &
 TRANSFER=$!
 transfer era_recommended rec+shrink rec_index+distill
 wait "$TRANSFER"
@@ -137,7 +138,7 @@ transfer_split() {  # SPLIT_SEED METHOD...
     done
 }
 for s in 0 1 2 3 4; do
-    transfer_split "$s" era_recommended_index rec_index+shrink &
+    transfer_split "$s" rec_index+dense rec_index+shrink &
     TRANSFER=$!
     transfer_split "$s" rec_index+clarity_guard
     wait "$TRANSFER"
@@ -148,11 +149,13 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.
     --methods doc+lexical rec+hybrid
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 \
     --methods rec_no_lexical+hybrid
-era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec+hybrid rec_index+hybrid
-transfer rec_index+hybrid
+#     The leave-one-out row with --alignment-tasks in hybrid was run as rec_index+hybrid, and became
+#     era_recommended_index (the default of --alignment-tasks) by the transfer selection (files renamed, their notes).
+era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec+hybrid era_recommended_index
+transfer era_recommended_index
 python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec+hybrid --protocols in_domain \
     --split-seeds 42 0 1 2 3 4 --threads 1 --out "$OUT/split_sensitivity/in_domain_hybrid.json"
-python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec_index+hybrid --protocols leave_one_out \
-    --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_index_hybrid.json"
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended_index --protocols leave_one_out \
+    --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_index.json"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -119,6 +119,10 @@ NO_DISTILL = {"alignment.distill_steps": 0, "adaptation.early_stopping_patience"
 #: off, and so their stored results (a weight of 0 leaves the hash as before the field existed).
 NO_LEXICAL = {"alignment.distill_lexical_weight": 0.0}
 
+#: With alignment_tasks the recommended recipe searches in hybrid since 2026-11-27 (lexical_margin_se 'auto'); the
+#: rows measured on top of it before keep dense search, and so their stored results.
+DENSE = {"adaptation.lexical_margin_se": None}
+
 #: The trained methods, in report order. A new row is one new entry.
 METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("alignment_only", "reference", "alignment_only", {},
@@ -151,7 +155,13 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the held-out collection, the index that is searched "
                     "(`--alignment-tasks`): the distillation ranks its documents and unlabelled non-test queries (no "
-                    "labels), stage 2 reads the other collections' labels; leave-one-out only",
+                    "labels), stage 2 reads the other collections' labels, and the model searches in hybrid with "
+                    "BM25, its weight picked on the other collections' validation queries (lexical_margin_se "
+                    "'auto' -> 0); leave-one-out only",
+                    align_on_test=True),
+    BenchmarkMethod("rec_index+dense", "recommended", "both", DENSE,
+                    "OURS: era_recommended_index as it was until 2026-11-27 (nineteenth session): dense search "
+                    "(adaptation.lexical_margin_se=None); leave-one-out only",
                     align_on_test=True),
     BenchmarkMethod("rec_no_distill", "recommended", "both", NO_DISTILL,
                     "OURS: recipe `recommended` as it was until 2026-11-26: stage 1's score map mixed in with a "
@@ -197,28 +207,24 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: rec_no_distill whose score-map weight is the smallest within one standard error of the "
                     "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
                     "stays unless the labels show the gain beyond their noise)"),
-    BenchmarkMethod("rec_index+clarity_guard", "recommended", "both", {"alignment.distill_steps": 0},
-                    "OURS: era_recommended_index as it was until 2026-11-27: stage 1 on the held-out collection "
+    BenchmarkMethod("rec_index+clarity_guard", "recommended", "both", {**DENSE, "alignment.distill_steps": 0},
+                    "OURS: rec_index+dense as it was until 2026-11-27 (seventeenth session): stage 1 on the held-out collection "
                     "picks the score map's weight instead of distilling (alignment.distill_steps=0), among the "
                     "weights under which that collection's unlabelled non-test queries stand out of its corpus at "
                     "least as clearly as with the cheap encoder (score_weight_guard auto -> clarity); "
                     "leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_index+distill", "recommended", "both", NO_LEXICAL,
-                    "OURS: era_recommended_index without the BM25 term (alignment.distill_lexical_weight=0); "
+    BenchmarkMethod("rec_index+distill", "recommended", "both", {**NO_LEXICAL, **DENSE},
+                    "OURS: rec_index+dense without the BM25 term (alignment.distill_lexical_weight=0); "
                     "leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_index+shrink", "recommended", "both", {"adaptation.shrink_margin_se": 1.0},
-                    "OURS: era_recommended_index whose trained correction is then shrunk toward the cheap "
+    BenchmarkMethod("rec_index+shrink", "recommended", "both", {**DENSE, "adaptation.shrink_margin_se": 1.0},
+                    "OURS: rec_index+dense whose trained correction is then shrunk toward the cheap "
                     "baseline as in rec+shrink (adaptation.shrink_margin_se=1, on the other collections' "
                     "validation queries); leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_index+hybrid", "recommended", "both", {"adaptation.lexical_margin_se": 0.0},
-                    "OURS: era_recommended_index searching in hybrid as rec+hybrid (BM25's weight picked on the "
-                    "other collections' validation queries); leave-one-out only",
-                    align_on_test=True),
     BenchmarkMethod("rec_index+no_guard", "recommended", "both",
-                    {**NO_DISTILL, "alignment.score_weight_guard": "none"},
+                    {**NO_DISTILL, **DENSE, "alignment.score_weight_guard": "none"},
                     "OURS: rec_no_distill with stage 1 on the held-out collection and without the clarity guard: "
                     "the score-map weight is picked on the other collections' labels alone; leave-one-out only",
                     align_on_test=True),
@@ -515,7 +521,7 @@ _LATER_FIELDS: dict[str, Any] = {"alignment.score_weight_guard": "none", "alignm
 
 
 def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = False) -> dict[str, Any]:
-    from .training.arguments import distills, resolved_score_weight_guard
+    from .training.arguments import distills, resolved_lexical_margin_se, resolved_score_weight_guard
 
     flat = args.flat(include_neutral=False)
     flat["alignment.score_weight_guard"] = resolved_score_weight_guard(args, has_alignment_tasks)  # what it does
@@ -525,7 +531,9 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     if args.adaptation.shrink_margin_se is None or args.mode == "alignment_only":  # not shrinking: they do nothing
         for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
             flat.pop(key, None)
-    if args.adaptation.lexical_margin_se is None:  # dense search: the hybrid weights are never tried
+    lexical_margin = resolved_lexical_margin_se(args, has_alignment_tasks)  # what it does ('auto' resolved)
+    flat["adaptation.lexical_margin_se"] = lexical_margin
+    if lexical_margin is None:  # dense search: the hybrid weights are never tried
         for key in ("adaptation.lexical_margin_se", "adaptation.lexical_weights"):
             flat.pop(key, None)
     stage1_distills = distills(args) and args.mode != "label_only"

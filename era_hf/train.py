@@ -60,6 +60,10 @@ def _float_or_auto(text: str) -> Any:
     return "auto" if text == "auto" else float(text)
 
 
+def _float_auto_or_none(text: str) -> Any:
+    return None if text.lower() in ("none", "null", "off") else _float_or_auto(text)
+
+
 def _json_dict(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -101,6 +105,9 @@ def _add_field(group: argparse._ArgumentGroup, flags: list[str], f: Any, dest: s
     elif kind == "float|str":
         kw["type"] = _float_or_auto
         kw["metavar"] = "FLOAT|auto"
+    elif kind == "float|str|None":
+        kw["type"] = _float_auto_or_none
+        kw["metavar"] = "FLOAT|auto|none"
     elif kind.startswith("tuple["):
         kw["type"] = float
         kw["nargs"] = "+"

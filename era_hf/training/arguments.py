@@ -197,12 +197,14 @@ class AdaptationArguments:
                                               "alignment_only reads no label)")
     shrink_scales: tuple[float, ...] = _f((0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25),
                                           "shrink_margin_se: the scales tried (0 = the cheap baseline)")
-    lexical_margin_se: float | None = _f(None, "ours: hybrid search. After training, pick the weight of BM25 fused "
-                                               "with the adapted query's cosines at search time (z-scored per "
-                                               "query; saved as the model's lexical_weight) among lexical_weights: "
-                                               "the smallest whose validation nDCG@10 is within this many standard "
-                                               "errors of the best (0 = the best); None = off (dense search only). "
-                                               "Reads labels: not in mode alignment_only")
+    lexical_margin_se: float | str | None = _f(None, "ours: hybrid search. After training, pick the weight of BM25 "
+                                                     "fused with the adapted query's cosines at search time (z-scored "
+                                                     "per query; saved as the model's lexical_weight) among "
+                                                     "lexical_weights: the smallest whose validation nDCG@10 is within "
+                                                     "this many standard errors of the best (0 = the best); None = off "
+                                                     "(dense search only); auto = 0 when stage 1 aligns on other tasks "
+                                                     "than the labels' (alignment_tasks) and labels are read, else off. "
+                                                     "A number reads labels: not in mode alignment_only")
     lexical_weights: tuple[float, ...] = _f((0.0, 0.1, 0.2, 0.3, 0.5),
                                             "lexical_margin_se: the BM25 weights tried (0 = dense search only)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
@@ -211,7 +213,7 @@ class AdaptationArguments:
         _plain_numbers(self)
         _check_choices(self)
         for name in ("shrink_margin_se", "lexical_margin_se"):
-            if getattr(self, name) is not None:
+            if getattr(self, name) is not None and not (name == "lexical_margin_se" and self.lexical_margin_se == "auto"):
                 _check_positive(self, name, allow_zero=(name,))
         _check_number_list(self, "shrink_scales", positive=False)
         _check_number_list(self, "lexical_weights", positive=False)
@@ -249,6 +251,17 @@ def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: 
     if al.score_weight_guard == "auto":
         return "clarity" if has_alignment_tasks else "none"
     return al.score_weight_guard
+
+
+def resolved_lexical_margin_se(args: "TrainingArguments", has_alignment_tasks: bool) -> float | None:
+    """What ``adaptation.lexical_margin_se`` does in a run: the margin of hybrid search's weight pick, or None (dense
+    search). 'auto' picks with margin 0 when stage 1 aligns on other tasks than the labels' and labels are read: on
+    the held-out collections' queries that training never read, that scored higher on every seed and collection
+    (docs/quality.md, "The cheap index with BM25, and hybrid search")."""
+    margin = args.adaptation.lexical_margin_se
+    if margin == "auto":
+        return 0.0 if has_alignment_tasks and args.mode != "alignment_only" else None
+    return margin
 
 
 @dataclass
@@ -390,7 +403,7 @@ class TrainingArguments:
         if self.adaptation.shrink_margin_se is not None and not self.anchor:
             raise ERAError("adaptation.shrink_margin_se scales an anchored head's correction toward the anchor: it "
                            "needs --anchor (as in --recipe recommended)")
-        if self.adaptation.lexical_margin_se is not None and self.mode == "alignment_only":
+        if self.adaptation.lexical_margin_se not in (None, "auto") and self.mode == "alignment_only":
             raise ERAError("adaptation.lexical_margin_se picks hybrid search's BM25 weight on labelled validation "
                            "queries, but mode alignment_only reads no label")
         al = self.alignment

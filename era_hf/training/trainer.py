@@ -39,7 +39,7 @@ from ..errors import ERAError
 from . import adaptation as stage2
 from . import alignment as stage1
 from .arguments import (TrainingArguments, check_alignment_tasks_read, distills, parse_stop_after,
-                        resolved_score_weight_guard)
+                        resolved_lexical_margin_se, resolved_score_weight_guard)
 from .checkpoints import CheckpointMismatch, Checkpoints, check_compatible, rng_state, set_rng_state
 from .data import (Embedder, build_adaptation_data, build_alignment_data, build_distillation_data,
                    non_test_query_ids, prepare_tasks)
@@ -412,13 +412,14 @@ class ERATrainer:
             final_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
 
         # ---------------------------------------------------------- hybrid search's BM25 weight (labels: validation)
-        if a.adaptation.lexical_margin_se is not None:
+        lexical_margin = resolved_lexical_margin_se(a, bool(alignment_tasks))
+        if lexical_margin is not None:
             head = copy.deepcopy(base_head).to(device)
             head.load_state_dict(final_state)
             val_ndcg = self._val_ndcg(infos, embedder, device, needed_by="adaptation.lexical_margin_se picks "
                                                                           "hybrid search's BM25 weight")
             weight, record = stage1.pick_by_validation(a.adaptation.lexical_weights, lambda w: val_ndcg(head, w),
-                                                a.adaptation.lexical_margin_se, "BM25 weight")
+                                                lexical_margin, "BM25 weight")
             model.config.lexical_weight = weight
             log_stages["lexical_weight"] = {"lexical_weight": weight, **record, "selected_by": "validation nDCG@10 "
                                             "of hybrid search" + record["selected_by"]}

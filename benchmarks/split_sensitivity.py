@@ -228,27 +228,27 @@ def _trained_table(label: str, ratio: float, protocol: str, by_seed: dict[int, d
            + "method macro | " + " | ".join(f"{c} − doc" for c in cols) + " | "
            + " | ".join(f"{c} − query" for c in cols) + (" | macro − doc+lexical" if lexical else "") + " |",
            "|:---|---:|" + "---:|" * (3 + 2 * len(cols) + 2 * lexical)]
-    gaps = {ref: {c: [] for c in cols} for ref in ("doc", "query", "doc+lexical")}
+    # the columns compared with each reference: every one with doc and query, the macro with doc+lexical
+    gaps = {ref: {c: [] for c in refs} for ref, refs in
+            (("doc", cols), ("query", cols), *((("doc+lexical", ["macro"]),) if lexical else ()))}
     for seed, e in by_seed.items():
-        for ref in ("doc", "query", "doc+lexical")[:2 + lexical]:
-            for c in cols if ref != "doc+lexical" else ["macro"]:
-                gaps[ref][c].append(mean(e, c) - e[ref][c])
+        for ref, per_col in gaps.items():
+            for c, values in per_col.items():
+                values.append(mean(e, c) - e[ref][c])
         out.append(f"| {seed} | {len(e['protocols'][protocol])} | {e['doc']['macro']:.4f} | {e['query']['macro']:.4f} "
                    + (f"| {e['doc+lexical']['macro']:.4f} (BM25 × {e['doc+lexical_weight']:g}) " if lexical else "")
-                   + f"| {mean(e, 'macro'):.4f} | " + _cells(gaps, cols, lexical, lambda g: f"{g[-1]:+.4f}") + " |")
+                   + f"| {mean(e, 'macro'):.4f} | " + _cells(gaps, lambda g: f"{g[-1]:+.4f}") + " |")
     n = len(by_seed)
     empty = "| | | | " + "| " * lexical
-    out.append(f"| mean of {n} {empty}| " + _cells(gaps, cols, lexical, lambda g: f"**{np.mean(g):+.4f}**") + " |")
-    out.append(f"| worst of {n} {empty}| " + _cells(gaps, cols, lexical, lambda g: f"{min(g):+.4f}") + " |")
-    out.append(f"| splits ≥ 0 {empty}| " + _cells(gaps, cols, lexical, lambda g: f"{sum(x >= 0 for x in g)} of {n}")
-               + " |")
+    out.append(f"| mean of {n} {empty}| " + _cells(gaps, lambda g: f"**{np.mean(g):+.4f}**") + " |")
+    out.append(f"| worst of {n} {empty}| " + _cells(gaps, lambda g: f"{min(g):+.4f}") + " |")
+    out.append(f"| splits ≥ 0 {empty}| " + _cells(gaps, lambda g: f"{sum(x >= 0 for x in g)} of {n}") + " |")
     return out
 
 
-def _cells(gaps: dict[str, dict[str, list[float]]], cols: list[str], lexical: bool, fmt: Any) -> str:
-    """One table row's gap cells: every column minus doc, every column minus query, [the macro minus doc+lexical]."""
-    cells = [fmt(gaps[ref][c]) for ref in ("doc", "query") for c in cols]
-    return " | ".join(cells + ([fmt(gaps["doc+lexical"]["macro"])] if lexical else []))
+def _cells(gaps: dict[str, dict[str, list[float]]], fmt: Any) -> str:
+    """One table row's gap cells, reference by reference and column by column, in the header's order."""
+    return " | ".join(fmt(values) for per_col in gaps.values() for values in per_col.values())
 
 
 if __name__ == "__main__":

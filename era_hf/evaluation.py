@@ -164,14 +164,14 @@ def pick_lexical_weight(method: Any, tasks: Sequence[Any], pair: Any, label_rati
         qids = [q for q in [*split.train, *split.val] if any(v > 0 for v in task.qrels.get(q, {}).values())]
         if qids:
             views.append((task, qids, method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task),
-                          lexical_scores(task, qids)))
+                          task.document_ids(), lexical_scores(task, qids)))
     if not views:
         raise ERAError("picking hybrid search's BM25 weight needs labelled non-test queries, but no task has one")
 
     def score(weight: float) -> list[np.ndarray]:
-        return [np.asarray(retrieval_metrics(qids, search_exact(q, d, task.document_ids(), k=10, lexical=lex,
+        return [np.asarray(retrieval_metrics(qids, search_exact(q, d, doc_ids, k=10, lexical=lex,
                                                                 lexical_weight=weight), task.qrels, ks=(10,))["ndcg@10"])
-                for task, qids, q, d, lex in views]
+                for task, qids, q, d, doc_ids, lex in views]
 
     weight, record = pick_by_validation(list(candidates), score)
     return weight, {**record, "selected_by": "macro nDCG@10 of the labelled non-test queries",

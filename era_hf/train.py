@@ -48,7 +48,7 @@ def _default(f: Any) -> Any:
     return None
 
 
-def _none_or(kind: type):
+def _none_or(kind: Any):
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "null", "off") else kind(text)
 
@@ -58,10 +58,6 @@ def _none_or(kind: type):
 
 def _float_or_auto(text: str) -> Any:
     return "auto" if text == "auto" else float(text)
-
-
-def _float_auto_or_none(text: str) -> Any:
-    return None if text.lower() in ("none", "null", "off") else _float_or_auto(text)
 
 
 def _json_dict(text: str) -> dict[str, Any]:
@@ -106,7 +102,7 @@ def _add_field(group: argparse._ArgumentGroup, flags: list[str], f: Any, dest: s
         kw["type"] = _float_or_auto
         kw["metavar"] = "FLOAT|auto"
     elif kind == "float|str|None":
-        kw["type"] = _float_auto_or_none
+        kw["type"] = _none_or(_float_or_auto)
         kw["metavar"] = "FLOAT|auto|none"
     elif kind.startswith("tuple["):
         kw["type"] = float

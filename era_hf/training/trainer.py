@@ -403,8 +403,7 @@ class ERATrainer:
 
         # ---------------------------------------------------------- shrinking the correction (after stage 2 only)
         if a.adaptation.shrink_margin_se is not None and a.mode in ("both", "label_only"):
-            head = copy.deepcopy(base_head).to(device)
-            head.load_state_dict(final_state)
+            head = _head_with(base_head, final_state, device)
             needed_by = "adaptation.shrink_margin_se picks the correction's scale"
             val_ndcg = self._val_ndcg(infos, embedder, device, needed_by=needed_by)
             log_stages["shrinkage"] = shrink_correction(head, val_ndcg, a.adaptation.shrink_scales,
@@ -414,12 +413,11 @@ class ERATrainer:
         # ---------------------------------------------------------- hybrid search's BM25 weight (labels: validation)
         lexical_margin = resolved_lexical_margin_se(a, bool(alignment_tasks))
         if lexical_margin is not None:
-            head = copy.deepcopy(base_head).to(device)
-            head.load_state_dict(final_state)
+            head = _head_with(base_head, final_state, device)
             val_ndcg = self._val_ndcg(infos, embedder, device, needed_by="adaptation.lexical_margin_se picks "
                                                                           "hybrid search's BM25 weight")
             weight, record = stage1.pick_by_validation(a.adaptation.lexical_weights, lambda w: val_ndcg(head, w),
-                                                lexical_margin, "BM25 weight")
+                                                       lexical_margin, "BM25 weight")
             model.config.lexical_weight = weight
             log_stages["lexical_weight"] = {"lexical_weight": weight, **record, "selected_by": "validation nDCG@10 "
                                             "of hybrid search" + record["selected_by"]}
@@ -613,9 +611,7 @@ class ERATrainer:
     def _teacher(self, mode_teacher: str, stage1_state, base_head, anchored: bool, device):
         if mode_teacher == "document":
             return lambda q, d: d
-        head = copy.deepcopy(base_head)
-        head.load_state_dict(stage1_state)
-        head.to(device).eval()
+        head = _head_with(base_head, stage1_state, device).eval()
 
         def teacher(q: np.ndarray, d: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -643,9 +639,7 @@ class ERATrainer:
         if data.q.shape[1] != config.query_dim or data.docs.shape[1] != config.document_dim:
             raise ERAError(f"the head maps {config.query_dim}-d to {config.document_dim}-d but the encoders give "
                            f"{data.q.shape[1]}-d and {data.docs.shape[1]}-d embeddings")
-        head = copy.deepcopy(base_head)
-        head.load_state_dict(saved["head"] if saved is not None else start_state)
-        head.to(device)
+        head = _head_with(base_head, saved["head"] if saved is not None else start_state, device)
         n_train = len(data.train)
         steps_per_epoch = -(-n_train // b.batch_size)
         optimizer = torch.optim.AdamW(head.parameters(), lr=b.lr, weight_decay=b.weight_decay)
@@ -751,6 +745,13 @@ class ERATrainer:
                             "torch": torch.__version__, "transformers": transformers.__version__,
                             "accelerate": accelerate.__version__},
         }
+
+
+def _head_with(base_head: torch.nn.Module, state: dict[str, torch.Tensor], device: Any) -> torch.nn.Module:
+    """A copy of ``base_head`` on ``device`` holding ``state`` (``base_head`` itself is left as it is)."""
+    head = copy.deepcopy(base_head).to(device)
+    head.load_state_dict(state)
+    return head
 
 
 def _query_views(info: Any, qids: Sequence[str], embedder: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,13 @@ What the protocol changes, and so what it does not measure exactly:
 - the clarity guard (``score_weight_guard=clarity``, what ``auto`` resolves to when stage 1 aligns on the held-out
   index) still reads the held-out collection's non-test query texts, unlabelled, to pick one weight.
 
+``--protocol in_domain`` / ``per_task`` asks the same of options for labelled collections (one adapter for all, one
+per collection). There a collection's train and validation queries are labels, so the scored queries are its judged
+queries outside the test split AND outside the label ratio's train and validation sets: the training pool's unused
+part (at r = 0.2 about a fifth of the judged queries; none is left at r = 0.4 on the smaller collections, which is
+refused). Those results go under ``results/label_selection/<protocol>/`` and their own section
+(:func:`render_label_selection_section`).
+
 ``--split-seed S`` scores the complement of another test split (training then splits every task with seed S too),
 to see whether a choice holds beyond the benchmark's split (42).
 
@@ -48,6 +55,9 @@ from _common import (MINILM, MPNET, Run, ndcg_per_query, set_threads, setup_env,
 from stage1_selection import scored_queries  # noqa: E402
 
 FOLDER = "transfer_selection"
+#: Where the in_domain / per_task runs go (``results/label_selection/<protocol>/``; their own section).
+LABEL_FOLDER = "label_selection"
+PROTOCOLS = ("leave_one_out", "in_domain", "per_task")
 #: What the protocol sets in every run (and what ``--set`` may therefore not).
 PROTOCOL = {"alignment.distill_judged_queries": False}
 
@@ -66,23 +76,46 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label-ratio", type=float, default=0.2)
     parser.add_argument("--split-seed", type=int, default=None,
                         help="the test split whose complement is scored (default: the benchmark's, 42)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="leave_one_out",
+                        help="leave_one_out (default): score each held-out collection's non-test queries; in_domain / "
+                             "per_task: score each collection's non-test queries outside the label ratio's train and "
+                             "validation sets")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     args.tasks = suite_folders(parser, args.suite, args.tasks)
-    if len(args.tasks) < 2:
+    if len(args.tasks) < 2 and args.protocol == "leave_one_out":
         parser.error("--tasks: leave-one-out needs at least two tasks")
     setup_env()
     from era_hf.errors import ERAError
     from era_hf.tasks import load_suite
 
     method, args.overrides = trained_method(parser, args.method, args.set, fixed=tuple(PROTOCOL))
+    if method.align_on_test and args.protocol != "leave_one_out":
+        parser.error(f"--method {method.name} aligns stage 1 on the searched index: a leave_one_out method")
     try:
         tasks = {t.name: t for t in load_suite([str(Path(args.suite) / f) for f in args.tasks])}
     except ERAError as err:
         parser.error(str(err))
+    empty = [n for n, t in tasks.items() if not unread_queries(t, args.protocol, args.label_ratio, args.split_seed)]
+    if empty:
+        parser.error(f"--label-ratio {args.label_ratio}: no judged query of {', '.join(empty)} is left outside the "
+                     f"test, train and validation sets to score {args.protocol} on")
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="era-transfer-selection-") as work:
         return _measure(args, method, tasks, Path(work))
+
+
+def unread_queries(task: Any, protocol: str, label_ratio: float, split_seed: int | None = None) -> list[str]:
+    """The judged queries training never reads as labels: outside the test split, and for ``in_domain`` /
+    ``per_task`` (where the task's own train and validation queries are labels) outside those too."""
+    from era_hf.benchmark import SPLIT_SEED
+
+    queries = scored_queries(task, label_ratio, split_seed)
+    if protocol == "leave_one_out":
+        return queries
+    split = task.split(label_ratio, SPLIT_SEED if split_seed is None else split_seed)
+    labelled = {*split.train, *split.val}
+    return [q for q in queries if q not in labelled]
 
 
 def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work: Path) -> dict:
@@ -91,7 +124,7 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
     from era_hf.task_embeddings import EncoderPair
 
     split_seed = SPLIT_SEED if args.split_seed is None else args.split_seed
-    queries = {n: scored_queries(t, args.label_ratio, split_seed) for n, t in tasks.items()}
+    queries = {n: unread_queries(t, args.protocol, args.label_ratio, split_seed) for n, t in tasks.items()}
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def score(m: Any, names: list[str]) -> dict[str, float]:
@@ -101,7 +134,7 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))
     run.results = {"tasks": names, "method": method.name, "overrides": args.overrides, "protocol": PROTOCOL,
                    "split_seed": split_seed, "n_scored": {n: len(q) for n, q in queries.items()}, "seeds": args.seeds,
-                   "label_ratio": args.label_ratio,
+                   "label_ratio": args.label_ratio, "training_protocol": args.protocol,
                    "baselines": {b: with_macro(score(Baseline(b), names)) for b in ("doc", "fusion")}, "runs": []}
     for seed in args.seeds:
         def make_args(group: list[str]) -> Any:
@@ -109,7 +142,7 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
                                       overrides={**args.overrides, **PROTOCOL}, split_seed=split_seed,
                                       output_dir=str(work / f"{seed}-{'+'.join(group)}"))
 
-        run.results["runs"].append(train_and_score("leave_one_out", tasks, make_args,
+        run.results["runs"].append(train_and_score(args.protocol, tasks, make_args,
                                                    lambda m, g: score(ERAMethod(m), g),
                                                    align_on_scored=method.align_on_test))
         print(f"{method.name} seed {seed}: nDCG@10 {run.results['runs'][-1]['macro']:.4f} "
@@ -119,17 +152,53 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work:
 
 
 def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
-    """BENCHMARKS.md's section from ``results_dir/transfer_selection/**/*.json`` (empty when there is none): per split
-    seed one table, the baselines first, then one row per file, each cell the mean over seeds with its difference
-    from ``doc``; then, when there are several split seeds, each method's mean gain over ``doc`` across them."""
+    """BENCHMARKS.md's section from ``results_dir/transfer_selection/**/*.json`` (leave-one-out; empty when there is
+    none): see :func:`_render_tables`."""
+    folder = Path(results_dir) / FOLDER
+    body = _render_tables(folder, "per held-out collection: judged, outside the test split, never read in training")
+    if not body:
+        return ""
+    lines, provenance = body
+    intro = ("`benchmarks/transfer_selection.py` (module docstring): each method trained on four collections with "
+             "`alignment.distill_judged_queries=False` (r = 0.2) and scored on the fifth's judged queries outside the "
+             "test split, which neither its stage 1 nor its stage 2 read. Test queries are not read. " + provenance
+             + ".")
+    return "\n".join(["## Choosing leave-one-out options on queries training never read", "", intro, "", *lines])
+
+
+def render_label_selection_section(results_dir: str | os.PathLike) -> str:
+    """BENCHMARKS.md's section from ``results_dir/label_selection/<protocol>/**/*.json`` (``--protocol in_domain`` /
+    ``per_task``; empty when there is none): one subsection per protocol, tables as :func:`_render_tables`."""
+    root = Path(results_dir) / LABEL_FOLDER
+    parts = []
+    for protocol in PROTOCOLS[1:]:
+        body = _render_tables(root / protocol, "per collection: judged, outside the test split and the label "
+                                               "ratio's train and validation sets, never read in training")
+        if body:
+            lines, provenance = body
+            parts += [f"### {protocol}", "", provenance + ".", "",
+                      *[("#" + line if line.startswith("### ") else line) for line in lines]]
+    if not parts:
+        return ""
+    intro = ("`benchmarks/transfer_selection.py --protocol in_domain|per_task` (module docstring): each method "
+             "trained as the benchmark's protocol does, with `alignment.distill_judged_queries=False` (r = 0.2), and "
+             "scored on each collection's judged queries that are neither test queries nor labels (the training "
+             "pool's unused part at that ratio), which neither stage reads. Test queries are not read.")
+    return "\n".join(["## Choosing options on labelled collections, on queries training never read", "", intro, "",
+                      *parts])
+
+
+def _render_tables(folder: Path, scored: str) -> tuple[list[str], str] | None:
+    """The tables of ``folder/**/*.json`` (None when there is none) and their provenance: per split seed one table,
+    the baselines first, then one row per file, each cell the mean over seeds with its difference from ``doc``; then,
+    when there are several split seeds, each method's mean gain over ``doc`` across them."""
     import json
 
     from era_hf.benchmark import SPLIT_SEED
 
-    folder = Path(results_dir) / FOLDER
     paths = sorted(folder.rglob("*.json"))
     if not paths:
-        return ""
+        return None
     by_split: dict[int, list[tuple[Path, dict]]] = {}
     for path in paths:
         rec = json.loads(path.read_text(encoding="utf-8"))
@@ -141,8 +210,7 @@ def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
         first = records[0][1]["results"]
         names, doc = first["tasks"], first["baselines"]["doc"]
         lines += [f"### Split seed {split_seed}" + (" (the benchmark's)" if split_seed == SPLIT_SEED else ""), "",
-                  "Scored queries (per held-out collection: judged, outside the test split, never read in "
-                  "training): " + ", ".join(f"{n} {first['n_scored'][n]}" for n in names) + ".", "",
+                  f"Scored queries ({scored}): " + ", ".join(f"{n} {first['n_scored'][n]}" for n in names) + ".", "",
                   "| nDCG@10 (vs `doc`) | " + " | ".join(names) + " | **macro** | worst vs `doc` | seeds |",
                   "|:---|" + "---:|" * (len(names) + 3)]
         for b, v in first["baselines"].items():
@@ -172,11 +240,7 @@ def render_transfer_selection_section(results_dir: str | os.PathLike) -> str:
     provenance = "; ".join(f"`{p.relative_to(folder)}`: `{rec['command']}`, {rec['date']}, "
                            f"{rec['wall_seconds'] / 60:.1f} min" + "".join(f" ({n})" for n in rec.get("notes", []))
                            for records in by_split.values() for p, rec in records)
-    intro = ("`benchmarks/transfer_selection.py` (module docstring): each method trained on four collections with "
-             "`alignment.distill_judged_queries=False` (r = 0.2) and scored on the fifth's judged queries outside the "
-             "test split, which neither its stage 1 nor its stage 2 read. Test queries are not read. " + provenance
-             + ".")
-    return "\n".join(["## Choosing leave-one-out options on queries training never read", "", intro, "", *lines])
+    return lines, provenance
 
 
 if __name__ == "__main__":

@@ -382,7 +382,8 @@ SECTION_HOOKS = (("report_speed.py", "render_speed_section"), ("strong_ceiling.p
                  ("query_log.py", "render_query_log_section"),
                  ("stage1_selection.py", "render_stage1_selection_section"),
                  ("split_sensitivity.py", "render_split_sensitivity_section"),
-                 ("transfer_selection.py", "render_transfer_selection_section"))
+                 ("transfer_selection.py", "render_transfer_selection_section"),
+                 ("transfer_selection.py", "render_label_selection_section"))
 
 
 def _hook_section(results_dir: Path, report_path: Path, filename: str, function: str) -> str | None:

@@ -93,6 +93,34 @@ def test_each_held_out_task_is_scored_on_its_unread_non_test_queries_and_rendere
         script.render_transfer_selection_section(tmp_path / "results")
 
 
+def test_labelled_protocols_score_the_queries_that_are_neither_test_nor_labels(script, suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "results" / "label_selection" / "in_domain"
+    argv = ["--suite", str(suite), "--query-encoder", MINILM, "--seeds", "0", "--protocol", "in_domain", *FAST]
+    r = script.main([*argv, "--method", "rec+hybrid", "--out", str(folder / "hybrid.json")])["results"]
+    adi = load_task(str(suite / "adi"))
+    split = adi.split(0.2, 42)
+    unread = script.unread_queries(adi, "in_domain", 0.2)
+    assert unread and not set(unread) & {*split.train, *split.val, *split.test}
+    assert set(unread) | set(split.train) | set(split.val) == set(script.scored_queries(adi, 0.2))
+    assert script.unread_queries(adi, "leave_one_out", 0.2) == script.scored_queries(adi, 0.2)
+    assert r["training_protocol"] == "in_domain" and r["n_scored"] == {"adi": len(unread), "adi_copy": len(unread)}
+    pair = EncoderPair(MINILM, MINILM, cache=EmbeddingCache(tmp_path / "cache"))
+    doc = float(np.mean(list(numpy_ndcg_per_query(pair, adi, unread, "document").values())))
+    assert r["baselines"]["doc"]["adi"] == pytest.approx(doc, abs=1e-6)
+    [run] = r["runs"]
+    assert set(run) == {"adi", "adi_copy", "macro"} and all(0 < v <= 1 for v in run.values())
+
+    # its own section, one subsection per protocol; the leave-one-out section stays empty
+    section = script.render_label_selection_section(tmp_path / "results")
+    assert section.startswith("## Choosing options on labelled collections, on queries training never read")
+    assert "### in_domain" in section and "#### Split seed 42 (the benchmark's)" in section
+    assert f"adi {len(unread)}, adi_copy {len(unread)}" in section and "`hybrid.json`: `" in section
+    row = next(line for line in section.splitlines() if line.startswith("| `rec+hybrid`"))
+    assert f"| **{run['macro']:.4f}** ({run['macro'] - doc:+.4f}) |" in row
+    assert script.render_transfer_selection_section(tmp_path / "results") == ""
+
+
 def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, suite, shared_data, tmp_path, capsys):
     twins = tmp_path / "twins"  # two folders, one task name
     for name in ("a", "b"):
@@ -102,6 +130,10 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, su
                        (["--suite", str(suite), "--method", "rec+shrink", "--set",
                          "alignment.distill_judged_queries=true"], "distill_judged_queries: fixed"),
                        (["--suite", str(suite), "--method", "rec+shrink", "--set", "seed=3"], "seed: fixed"),
+                       (["--suite", str(suite), "--method", "era_recommended_index", "--protocol", "per_task"],
+                        "a leave_one_out method"),
+                       (["--suite", str(suite), "--method", "rec+shrink", "--protocol", "in_domain",
+                         "--label-ratio", "0.4"], "no judged query of adi, adi_copy is left"),
                        (["--suite", str(shared_data), "--tasks", "adi", "--method", "rec+shrink"], "at least two"),
                        (["--suite", str(tmp_path / "nope"), "--method", "rec+shrink"], "--suite"),
                        (["--suite", str(twins), "--method", "rec+shrink"], "duplicate task name 'adi'")):

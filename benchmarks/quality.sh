@@ -8,6 +8,8 @@
 # into the embedding cache; on a CPU they are computed on the first run (hours for vaswani's 11,429 documents with
 # all-mpnet-base-v2).
 # Seeds: 3 everywhere except the leave-one-out rows of the paper's recipe (1).
+# Steps 1-9 ran while the recommended recipe searched densely (without --alignment-tasks); that row is rec+dense
+# now, and era_recommended is the recipe in hybrid search (step 9c; the files were renamed, their notes say so).
 set -euo pipefail
 SUITE=${SUITE:-../shared/data}
 OUT=${OUT:-results}
@@ -17,13 +19,13 @@ COMMON=(--suite "$SUITE" --out "$OUT" --query-encoder "$MPNET" --document-encode
 OPTIONS=(ref+in_batch_negatives ref+all_positives ref+resample_negatives ref+early_stopping_ndcg10 ref+anchor_penalty)
 # 1. r = 0.2, in-domain: the zero-shot baselines, the paper's methods, ours (the recommended recipe, with the teacher
 #    weights stage1_selection.py preferred, before its BM25 term, before its distillation learning rate and before
-#    its distilled stage 1, stage 1 alone, stage 2's earlier patience), each option of ours.
+#    its distilled stage 1, stage 1 alone, stage 2's earlier patience), each option of ours. All in dense search.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.2 --seeds 3 \
-    --methods doc query fusion era_reference label_only alignment_only era_recommended rec+teacher_w2 rec_no_lexical \
+    --methods doc query fusion era_reference label_only alignment_only rec+dense rec+teacher_w2 rec_no_lexical \
     rec+distill_lr1e-3 rec_no_distill distill_only rec+patience5 label_only_fair era_ridge_init "${OPTIONS[@]}"
 # 2. one adapter per index (per_task) at every ratio.
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
+    --methods rec+dense rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
     label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods distill_only
 # 2a. stage 2 with the distillation loss as a second term, both protocols, every ratio.
@@ -43,19 +45,19 @@ era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.
 era-hf benchmark "${COMMON[@]}" --protocols per_task --label-ratios 0.2 --seeds 3 --methods rec+shrink
 # 3. the other ratios, in-domain.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 \
-    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
+    --methods rec+dense rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill era_reference \
     label_only label_only_fair
 # 3b. each option of ours at the other ratios.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain --label-ratios 0.05 0.1 0.4 --seeds 3 --methods "${OPTIONS[@]}"
 # 4. leave-one-collection-out at r = 0.2 (ours with stage 1 on the training collections or on the held-out index).
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
-    --methods era_recommended rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_index+dense \
+    --methods rec+dense rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 era_recommended_index rec_index+dense \
     rec_no_distill rec_index+distill rec_index+clarity_guard rec_index+shrink rec_index+no_guard rec+one_se \
     rec+shrink alignment_only distill_only label_only label_only_fair
 era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seed-list 0 --methods era_reference
 # 5. MiniLM -> MiniLM: ERA as pure query-side adaptation (the paper's same-model row), r = 0.2.
 era-hf benchmark --suite "$SUITE" --out "$OUT" --query-encoder "$MINILM" --document-encoder "$MINILM" \
-    --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference era_recommended \
+    --protocols in_domain per_task --label-ratios 0.2 --seeds 3 --methods doc era_reference rec+dense era_recommended \
     rec+teacher_w2 rec_no_lexical rec+distill_lr1e-3 rec_no_distill
 # 6. How far the head gets by imitating the query encoder on medline, where that encoder is far ahead of the
 #    cheap one (test queries distilled on too: the most favourable setting; results/ceiling/, a report section).
@@ -110,9 +112,9 @@ split_halves() {  # PROTOCOL NAME [more arguments]
         --out "$OUT/split_sensitivity/$2_b.json" "${@:3}"
     wait "$first"
 }
-split_halves in_domain in_domain
-split_halves per_task per_task
-split_halves leave_one_out leave_one_out --seeds 0
+split_halves in_domain in_domain --method rec+dense
+split_halves per_task per_task --method rec+dense
+split_halves leave_one_out leave_one_out --seeds 0 --method rec+dense
 split_halves leave_one_out leave_one_out_clarity_guard --seeds 0 --method rec_index+clarity_guard
 split_halves leave_one_out leave_one_out_index_dense --seeds 0 --method rec_index+dense
 split_halves leave_one_out leave_one_out_shrink --seeds 0 --method rec+shrink
@@ -128,7 +130,7 @@ transfer() {  # METHOD...
 }
 transfer rec_index+clarity_guard rec_index+dense rec_index+shrink rec_index+no_guard &
 TRANSFER=$!
-transfer era_recommended rec+shrink rec_index+distill
+transfer rec+dense rec+shrink rec_index+distill
 wait "$TRANSFER"
 #     The same three choices on five other test splits (3 training seeds each).
 transfer_split() {  # SPLIT_SEED METHOD...
@@ -144,18 +146,43 @@ for s in 0 1 2 3 4; do
     wait "$TRANSFER"
 done
 # 9c. Hybrid search (2026-11-27): the cheap index with BM25 (baseline doc+lexical) and the recipe searching in hybrid
-#     (BM25's weight picked on validation), every protocol and ratio, then the transfer selection and six splits.
+#     (BM25's weight picked on validation; run as rec+hybrid, era_recommended since step 9d chose it), every
+#     protocol and ratio, then the transfer selection and six splits.
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
-    --methods doc+lexical rec+hybrid
+    --methods doc+lexical era_recommended
 era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.2 --seeds 3 \
     --methods rec_no_lexical+hybrid
 #     The leave-one-out row with --alignment-tasks in hybrid was run as rec_index+hybrid, and became
 #     era_recommended_index (the default of --alignment-tasks) by the transfer selection (files renamed, their notes).
-era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec+hybrid era_recommended_index
+era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 \
+    --methods era_recommended era_recommended_index
 transfer era_recommended_index
-python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec+hybrid --protocols in_domain \
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended --protocols in_domain \
     --split-seeds 42 0 1 2 3 4 --threads 1 --out "$OUT/split_sensitivity/in_domain_hybrid.json"
 python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended_index --protocols leave_one_out \
     --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_index.json"
+# 9d. Dense or hybrid search for labelled collections (in_domain, per_task), compared on each collection's judged
+#     queries that are neither test queries nor labels (results/label_selection/, a report section): how the
+#     recipe's default became hybrid. One process per protocol, one thread each; the benchmark's split with 3
+#     training seeds, then three other splits.
+label_selection() {  # PROTOCOL
+    for s in 42 0 1 2; do
+        for m in rec+dense era_recommended; do
+            if [ "$s" = 42 ]; then dir="$OUT/label_selection/$1"; split=(); else
+                dir="$OUT/label_selection/$1/split$s"; split=(--split-seed "$s"); fi
+            python benchmarks/transfer_selection.py --suite "$SUITE" --method "$m" --protocol "$1" "${split[@]}" \
+                --threads 1 --out "$dir/${m//+/_}.json"
+        done
+    done
+}
+label_selection in_domain &
+LABELS=$!
+label_selection per_task
+wait "$LABELS"
+#     The recipe in hybrid on six splits per task and leave-one-out (without --alignment-tasks).
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended --protocols per_task \
+    --split-seeds 42 0 1 2 3 4 --threads 1 --out "$OUT/split_sensitivity/per_task_hybrid.json"
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended --protocols leave_one_out \
+    --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_hybrid.json"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

@@ -119,8 +119,9 @@ NO_DISTILL = {"alignment.distill_steps": 0, "adaptation.early_stopping_patience"
 #: off, and so their stored results (a weight of 0 leaves the hash as before the field existed).
 NO_LEXICAL = {"alignment.distill_lexical_weight": 0.0}
 
-#: With alignment_tasks the recommended recipe searches in hybrid since 2026-11-27 (lexical_margin_se 'auto'); the
-#: rows measured on top of it before keep dense search, and so their stored results.
+#: The recommended recipe searches in hybrid since 2026-11-27 (lexical_margin_se 'auto': with alignment_tasks since
+#: the nineteenth session, everywhere labels are read since the twentieth); the rows measured on top of it before
+#: keep dense search, and so their stored results.
 DENSE = {"adaptation.lexical_margin_se": None}
 
 #: The trained methods, in report order. A new row is one new entry.
@@ -130,9 +131,9 @@ METHODS: tuple[BenchmarkMethod, ...] = (
     BenchmarkMethod("label_only", "reference", "label_only", {},
                     "reference recipe, stage 2 only from PyTorch's default random init: the paper's "
                     "Embedding Adapter baseline, as the authors run it"),
-    BenchmarkMethod("label_only_fair", "recommended", "label_only", {},
+    BenchmarkMethod("label_only_fair", "recommended", "label_only", DENSE,
                     "OURS: recipe `recommended` in mode label_only: the same head, stage-2 loss, negatives, "
-                    "optimiser, schedule and early stopping as era_recommended, but starting from the head's "
+                    "optimiser, schedule and early stopping as rec+dense, but starting from the head's "
                     "fresh init (random for a plain head, the zero map = the cheap baseline for an anchored "
                     "one) instead of a stage-1 fit; a stage-1 negative teacher becomes 'auto' (the document "
                     "encoder) and an anchor penalty 0, since both need stage-1 weights"),
@@ -142,16 +143,18 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: recipe ridge_init: closed-form ridge stage 1, reference stage 2"),
     BenchmarkMethod("era_recommended", "recommended", "both", {},
                     "OURS: recipe `recommended` (era_hf's default), stage 1 (score map refined by listwise "
-                    "distillation of the fused scores and BM25, no labels) then stage 2"),
-    BenchmarkMethod("rec+hybrid", "recommended", "both", {"adaptation.lexical_margin_se": 0.0},
-                    "OURS: era_recommended searching in hybrid: BM25 of the query text fused with the adapted query's "
-                    "cosines (z-scored per query), BM25's weight the best of adaptation.lexical_weights on the "
-                    "labelled validation queries (adaptation.lexical_margin_se=0); needs the documents' texts at "
-                    "search time (DocumentIndex keeps them), not a second embedding index"),
+                    "distillation of the fused scores and BM25, no labels) then stage 2, searching in hybrid: BM25 "
+                    "of the query text fused with the adapted query's cosines (z-scored per query), BM25's weight "
+                    "the best of adaptation.lexical_weights on the labelled validation queries "
+                    "(adaptation.lexical_margin_se 'auto' -> 0); needs the documents' texts at search time "
+                    "(DocumentIndex keeps them), not a second embedding index"),
+    BenchmarkMethod("rec+dense", "recommended", "both", DENSE,
+                    "OURS: era_recommended as it was until 2026-11-27 (twentieth session): dense search only "
+                    "(adaptation.lexical_margin_se=None); the rec+ rows below are measured on top of it"),
     BenchmarkMethod("rec_no_lexical+hybrid", "recommended", "both",
                     {**NO_LEXICAL, "adaptation.lexical_margin_se": 0.0},
-                    "OURS: rec+hybrid whose stage-1 teacher has no BM25 term (alignment.distill_lexical_weight=0), so "
-                    "BM25 enters at search time only"),
+                    "OURS: era_recommended whose stage-1 teacher has no BM25 term "
+                    "(alignment.distill_lexical_weight=0), so BM25 enters at search time only"),
     BenchmarkMethod("era_recommended_index", "recommended", "both", {},
                     "OURS: era_recommended with stage 1 on the held-out collection, the index that is searched "
                     "(`--alignment-tasks`): the distillation ranks its documents and unlabelled non-test queries (no "
@@ -163,35 +166,37 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "OURS: era_recommended_index as it was until 2026-11-27 (nineteenth session): dense search "
                     "(adaptation.lexical_margin_se=None); leave-one-out only",
                     align_on_test=True),
-    BenchmarkMethod("rec_no_distill", "recommended", "both", NO_DISTILL,
+    BenchmarkMethod("rec_no_distill", "recommended", "both", {**NO_DISTILL, **DENSE},
                     "OURS: recipe `recommended` as it was until 2026-11-26: stage 1's score map mixed in with a "
                     "weight picked on the nDCG@10 of the labelled non-test queries instead of distilled, stage 2's "
                     "early-stopping patience 5"),
-    BenchmarkMethod("rec_no_lexical", "recommended", "both", NO_LEXICAL,
+    BenchmarkMethod("rec_no_lexical", "recommended", "both", {**NO_LEXICAL, **DENSE},
                     "OURS: recipe `recommended` as it was on 2026-11-27 before the BM25 term: stage 1's teacher is the "
                     "two encoders' fused scores alone (alignment.distill_lexical_weight=0)"),
     BenchmarkMethod("rec+teacher_w2", "recommended", "both",
-                    {"alignment.distill_teacher_weight": 2.0, "alignment.distill_lexical_weight": 2.0},
-                    "OURS: era_recommended whose stage-1 teacher weighs the strong encoder 2 and BM25 2 "
+                    {**DENSE, "alignment.distill_teacher_weight": 2.0, "alignment.distill_lexical_weight": 2.0},
+                    "OURS: rec+dense whose stage-1 teacher weighs the strong encoder 2 and BM25 2 "
                     "(alignment.distill_teacher_weight=2, distill_lexical_weight=2): the best of the weights tried "
                     "by benchmarks/stage1_selection.py, not adopted (lower on the test queries in 7 of 8 cells, in "
                     "leave-one-out and on the demo's task; docs/quality.md)"),
-    BenchmarkMethod("rec+distill_lr1e-3", "recommended", "both", {**NO_LEXICAL, "alignment.distill_lr": 1e-3},
+    BenchmarkMethod("rec+distill_lr1e-3", "recommended", "both", {**NO_LEXICAL, **DENSE, "alignment.distill_lr": 1e-3},
                     "OURS: recipe `recommended` as it was until 2026-11-27: stage 1's distillation takes Adam steps "
                     "of 1e-3 (alignment.distill_lr, the first value tried) instead of 3e-4, without the BM25 term"),
-    BenchmarkMethod("rec+patience5", "recommended", "both", {**NO_LEXICAL, "adaptation.early_stopping_patience": 5},
+    BenchmarkMethod("rec+patience5", "recommended", "both",
+                    {**NO_LEXICAL, **DENSE, "adaptation.early_stopping_patience": 5},
                     "OURS: rec_no_lexical with stage 2's early-stopping patience 5 (the distilled start is harder "
                     "to beat: with 5, stage 2 of one seed stopped before any epoch beat it on validation)"),
-    BenchmarkMethod("rec+distill_weight", "recommended", "both", {**NO_LEXICAL, "adaptation.distill_weight": 1.0},
+    BenchmarkMethod("rec+distill_weight", "recommended", "both",
+                    {**NO_LEXICAL, **DENSE, "adaptation.distill_weight": 1.0},
                     "OURS: rec_no_lexical whose stage 2 also minimises stage 1's listwise distillation loss "
                     "(adaptation.distill_weight=1: one batch of documents and unlabelled non-test queries per "
                     "step), so the labels correct the distilled head without unlearning the fused ranking"),
-    BenchmarkMethod("rec+mlp_head", "recommended", "both", {**NO_LEXICAL, "head": "mlp"},
+    BenchmarkMethod("rec+mlp_head", "recommended", "both", {**NO_LEXICAL, **DENSE, "head": "mlp"},
                     "OURS: rec_no_lexical with the residual two-layer head (head=mlp: linear + GELU branch, hidden "
                     "2 × document dim, the branch starting at zero): stage 1 writes the score map into its linear "
                     "part, then the distillation and stage 2 train both"),
-    BenchmarkMethod("rec+shrink", "recommended", "both", {"adaptation.shrink_margin_se": 1.0},
-                    "OURS: era_recommended whose trained correction is then scaled toward the cheap baseline: the "
+    BenchmarkMethod("rec+shrink", "recommended", "both", {**DENSE, "adaptation.shrink_margin_se": 1.0},
+                    "OURS: rec+dense whose trained correction is then scaled toward the cheap baseline: the "
                     "smallest scale of adaptation.shrink_scales within one standard error of the best on the "
                     "labelled validation queries (adaptation.shrink_margin_se=1)"),
     BenchmarkMethod("distill_only", "recommended", "alignment_only", {},
@@ -199,11 +204,12 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "distillation of the two encoders' fused scores and BM25 (documents and unlabelled non-test "
                     "queries as queries); one run per seed, the same at every ratio"),
     BenchmarkMethod("rec+clarity_guard", "recommended", "both",
-                    {**NO_DISTILL, "alignment.score_weight_guard": "clarity"},
+                    {**NO_DISTILL, **DENSE, "alignment.score_weight_guard": "clarity"},
                     "OURS: rec_no_distill whose score-map weight may only be one under which the searched "
                     "collection's unlabelled non-test queries stand out of its corpus at least as clearly as with "
                     "the cheap encoder (alignment.score_weight_guard=clarity)"),
-    BenchmarkMethod("rec+one_se", "recommended", "both", {**NO_DISTILL, "alignment.score_weight_margin_se": 1.0},
+    BenchmarkMethod("rec+one_se", "recommended", "both",
+                    {**NO_DISTILL, **DENSE, "alignment.score_weight_margin_se": 1.0},
                     "OURS: rec_no_distill whose score-map weight is the smallest within one standard error of the "
                     "best on the labelled non-test queries (alignment.score_weight_margin_se=1: the cheap baseline "
                     "stays unless the labels show the gain beyond their noise)"),
@@ -531,7 +537,7 @@ def _hash_arguments(args: Any, with_ratio: bool, has_alignment_tasks: bool = Fal
     if args.adaptation.shrink_margin_se is None or args.mode == "alignment_only":  # not shrinking: they do nothing
         for key in ("adaptation.shrink_margin_se", "adaptation.shrink_scales"):
             flat.pop(key, None)
-    lexical_margin = resolved_lexical_margin_se(args, has_alignment_tasks)  # what it does ('auto' resolved)
+    lexical_margin = resolved_lexical_margin_se(args)  # what it does ('auto' resolved)
     flat["adaptation.lexical_margin_se"] = lexical_margin
     if lexical_margin is None:  # dense search: the hybrid weights are never tried
         for key in ("adaptation.lexical_margin_se", "adaptation.lexical_weights"):

@@ -262,8 +262,8 @@ def test_the_benchmark_scripts_score_a_hybrid_model_in_hybrid(adi, cache_dir, tm
         common.ndcg_per_query(Baseline("doc+lexical"), pair, adi, test)
 
 
-# ---------------------------------------------------------------------- the default of --alignment-tasks
-def test_auto_searches_in_hybrid_only_when_stage_1_aligns_on_another_index():
+# ---------------------------------------------------------------------- the recipe's default: hybrid where labels are read
+def test_auto_searches_in_hybrid_whenever_labels_are_read():
     from era_hf.benchmark import _hash_arguments
     from era_hf.training import get_recipe
     from era_hf.training.arguments import resolved_lexical_margin_se
@@ -271,21 +271,22 @@ def test_auto_searches_in_hybrid_only_when_stage_1_aligns_on_another_index():
     recipe = get_recipe("recommended")
     plain = recipe.arguments(tasks=["x"], output_dir="out")
     assert plain.adaptation.lexical_margin_se == "auto"
-    assert resolved_lexical_margin_se(plain, False) is None and resolved_lexical_margin_se(plain, True) == 0.0
+    assert resolved_lexical_margin_se(plain) == 0.0
+    assert resolved_lexical_margin_se(recipe.arguments(tasks=["x"], output_dir="out", mode="label_only")) == 0.0
     stage1 = recipe.arguments(tasks=["x"], output_dir="out", mode="alignment_only")
     stage1.validate()  # 'auto' reads no label where there is none: not refused
-    assert resolved_lexical_margin_se(stage1, True) is None
+    assert resolved_lexical_margin_se(stage1) is None
     for value in (None, 0.0, 1.0):
         given = recipe.arguments(tasks=["x"], output_dir="out", adaptation={"lexical_margin_se": value})
-        assert resolved_lexical_margin_se(given, True) == resolved_lexical_margin_se(given, False) == value
-    # result hashes: what the run does, so the dense rows stored before 'auto' keep theirs
-    assert "adaptation.lexical_margin_se" not in _hash_arguments(plain, True)
-    assert _hash_arguments(plain, True, has_alignment_tasks=True)["adaptation.lexical_margin_se"] == 0.0
+        assert resolved_lexical_margin_se(given) == value
+    # result hashes: what the run does, so a row that set the margin to 0 and the recipe's 'auto' share one, and
+    # the dense rows stored before the field existed keep theirs
     hybrid = recipe.arguments(tasks=["x"], output_dir="out", adaptation={"lexical_margin_se": 0.0})
-    assert _hash_arguments(plain, True, True) == _hash_arguments(hybrid, True, True)
+    assert _hash_arguments(plain, True)["adaptation.lexical_margin_se"] == 0.0
+    assert _hash_arguments(plain, True) == _hash_arguments(hybrid, True) == _hash_arguments(plain, True, True)
     dense = recipe.arguments(tasks=["x"], output_dir="out", adaptation={"lexical_margin_se": None})
-    assert _hash_arguments(dense, True, True) == {k: v for k, v in _hash_arguments(plain, True, True).items()
-                                                  if not k.startswith("adaptation.lexical_")}
+    assert _hash_arguments(dense, True) == {k: v for k, v in _hash_arguments(plain, True).items()
+                                            if not k.startswith("adaptation.lexical_")}
 
 
 @pytest.mark.parametrize("text, value", [("auto", "auto"), ("none", None), ("0", 0.0), ("1.5", 1.5)])
@@ -301,7 +302,7 @@ def test_the_cli_flag_takes_a_number_auto_or_none(text, value, tmp_path):
     assert arguments_from_namespace(ns).adaptation.lexical_margin_se == value
 
 
-def test_a_model_aligned_on_another_index_searches_in_hybrid_by_default(adi, cache_dir, tmp_path):
+def test_the_recipe_searches_in_hybrid_by_default_with_or_without_alignment_tasks(adi, cache_dir, tmp_path):
     from test_training import write_beir
 
     from era_hf.tasks import load_task
@@ -316,7 +317,12 @@ def test_a_model_aligned_on_another_index_searches_in_hybrid_by_default(adi, cac
     record = trainer.log["stages"]["lexical_weight"]
     assert set(record["val_ndcg@10"]) == {"0.0", "3.0"} and model.config.lexical_weight == record["lexical_weight"]
     assert "adaptation.lexical_margin_se" not in trainer.log["recipe_overrides"]  # the recipe's own 'auto'
-    trainer = ERATrainer(None, [adi], small_args(tmp_path / "d", cache_dir, recipe="recommended",
-                                                 alignment={"distill_steps": 5}))
+    args = small_args(tmp_path / "d", cache_dir, recipe="recommended", alignment={"distill_steps": 5},
+                      adaptation={"lexical_weights": [0.0, 3.0]})
+    trainer = ERATrainer(None, [adi], args)
     trainer.train()
-    assert "lexical_weight" not in trainer.log["stages"]  # without alignment_tasks: dense
+    assert set(trainer.log["stages"]["lexical_weight"]["val_ndcg@10"]) == {"0.0", "3.0"}  # without them too
+    args = small_args(tmp_path / "n", cache_dir, recipe="recommended", alignment={"distill_steps": 5},
+                      adaptation={"lexical_margin_se": None})
+    trainer = ERATrainer(None, [adi], args)
+    assert trainer.train().config.lexical_weight == 0.0 and "lexical_weight" not in trainer.log["stages"]

@@ -97,7 +97,7 @@ def test_labelled_protocols_score_the_queries_that_are_neither_test_nor_labels(s
     monkeypatch.setenv("ERA_HF_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "results" / "label_selection" / "in_domain"
     argv = ["--suite", str(suite), "--query-encoder", MINILM, "--seeds", "0", "--protocol", "in_domain", *FAST]
-    r = script.main([*argv, "--method", "rec+hybrid", "--out", str(folder / "hybrid.json")])["results"]
+    r = script.main([*argv, "--method", "era_recommended", "--out", str(folder / "hybrid.json")])["results"]
     adi = load_task(str(suite / "adi"))
     split = adi.split(0.2, 42)
     unread = script.unread_queries(adi, "in_domain", 0.2)
@@ -116,7 +116,7 @@ def test_labelled_protocols_score_the_queries_that_are_neither_test_nor_labels(s
     assert section.startswith("## Choosing options on labelled collections, on queries training never read")
     assert "### in_domain" in section and "#### Split seed 42 (the benchmark's)" in section
     assert f"adi {len(unread)}, adi_copy {len(unread)}" in section and "`hybrid.json`: `" in section
-    row = next(line for line in section.splitlines() if line.startswith("| `rec+hybrid`"))
+    row = next(line for line in section.splitlines() if line.startswith("| `era_recommended`"))
     assert f"| **{run['macro']:.4f}** ({run['macro'] - doc:+.4f}) |" in row
     assert script.render_transfer_selection_section(tmp_path / "results") == ""
 

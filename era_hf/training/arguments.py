@@ -202,9 +202,9 @@ class AdaptationArguments:
                                                      "per query; saved as the model's lexical_weight) among "
                                                      "lexical_weights: the smallest whose validation nDCG@10 is within "
                                                      "this many standard errors of the best (0 = the best); None = off "
-                                                     "(dense search only); auto = 0 when stage 1 aligns on other tasks "
-                                                     "than the labels' (alignment_tasks) and labels are read, else off. "
-                                                     "A number reads labels: not in mode alignment_only")
+                                                     "(dense search only); auto = 0 when labels are read (modes both "
+                                                     "and label_only), off in mode alignment_only. A number reads "
+                                                     "labels: not in mode alignment_only")
     lexical_weights: tuple[float, ...] = _f((0.0, 0.1, 0.2, 0.3, 0.5),
                                             "lexical_margin_se: the BM25 weights tried (0 = dense search only)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every N epochs", neutral=True)
@@ -253,14 +253,15 @@ def resolved_score_weight_guard(args: "TrainingArguments", has_alignment_tasks: 
     return al.score_weight_guard
 
 
-def resolved_lexical_margin_se(args: "TrainingArguments", has_alignment_tasks: bool) -> float | None:
+def resolved_lexical_margin_se(args: "TrainingArguments") -> float | None:
     """What ``adaptation.lexical_margin_se`` does in a run: the margin of hybrid search's weight pick, or None (dense
-    search). 'auto' picks with margin 0 when stage 1 aligns on other tasks than the labels' and labels are read: on
-    the held-out collections' queries that training never read, that scored higher on every seed and collection
-    (docs/quality.md, "The cheap index with BM25, and hybrid search")."""
+    search). 'auto' picks with margin 0 whenever labels are read (the pick needs labelled validation queries). It
+    was chosen on judged queries that training never read: with ``alignment_tasks`` on the held-out collections'
+    (2026-11-27, nineteenth session), without them on each collection's queries that are neither test queries nor
+    labels (twentieth session; docs/quality.md, "The cheap index with BM25, and hybrid search")."""
     margin = args.adaptation.lexical_margin_se
     if margin == "auto":
-        return 0.0 if has_alignment_tasks and args.mode != "alignment_only" else None
+        return 0.0 if args.mode != "alignment_only" else None
     return margin
 
 

@@ -123,7 +123,9 @@ RIDGE_INIT = Recipe(
 #: index's judged non-test queries, which training never read, distilling scored higher on every seed and
 #: collection (benchmarks/transfer_selection.py). By the same protocol, since 2026-11-27 (nineteenth session) such a
 #: model also searches in hybrid with BM25, its weight picked on validation (adaptation.lexical_margin_se='auto';
-#: row ``rec_index+dense`` without it); without alignment_tasks the recipe stays dense (row ``rec+hybrid``: hybrid).
+#: row ``rec_index+dense`` without it); since the twentieth session every model trained on labels does, chosen on
+#: each collection's judged queries that are neither test queries nor labels (benchmarks/transfer_selection.py
+#: --protocol in_domain / per_task; row ``rec+dense`` without it).
 RECOMMENDED = Recipe(
     name="recommended",
     description="OURS, not the paper: anchored linear head normalize(e_doc(q) + g(e_query(q))); stage 1 = closed-form "
@@ -136,9 +138,9 @@ RECOMMENDED = Recipe(
                 "another index than the labels' (alignment_tasks). Stage 2 = InfoNCE of "
                 "every positive against all unjudged documents of the task (negatives='corpus', all_positives), AdamW lr "
                 "1e-4 without weight decay or schedule, <= 100 epochs, early stopping on validation nDCG@10 "
-                "(patience 10) with the stage-1 head competing (keep_start), best weights restored. When stage 1 "
-                "aligns on another index than the labels' (alignment_tasks), the model then searches in hybrid: "
-                "BM25's weight (0 = dense) picked on validation (adaptation.lexical_margin_se='auto').",
+                "(patience 10) with the stage-1 head competing (keep_start), best weights restored. The model then "
+                "searches in hybrid: the adapted query's cosines fused with BM25 of the query text, BM25's weight "
+                "(0 = dense) picked on validation (adaptation.lexical_margin_se='auto').",
     training={"head": "linear", "anchor": True, "head_kwargs": {}},
     alignment={**REFERENCE.alignment, "anchored": "score", "ridge_lambda": "auto", "score_weight_queries": "train_val",
                "distill_steps": 300, "distill_lr": 3e-4, "distill_lexical_weight": 1.0},

@@ -411,7 +411,7 @@ class ERATrainer:
             final_state = {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
 
         # ---------------------------------------------------------- hybrid search's BM25 weight (labels: validation)
-        lexical_margin = resolved_lexical_margin_se(a, bool(alignment_tasks))
+        lexical_margin = resolved_lexical_margin_se(a)
         if lexical_margin is not None:
             head = _head_with(base_head, final_state, device)
             val_ndcg = self._val_ndcg(infos, embedder, device, needed_by="adaptation.lexical_margin_se picks "

@@ -96,13 +96,14 @@ def main(argv: list[str] | None = None) -> dict:
         tasks = {t.name: t for t in load_suite([str(Path(args.suite) / f) for f in args.tasks])}
     except ERAError as err:
         parser.error(str(err))
-    empty = [n for n, t in tasks.items() if not unread_queries(t, args.protocol, args.label_ratio, args.split_seed)]
+    queries = {n: unread_queries(t, args.protocol, args.label_ratio, args.split_seed) for n, t in tasks.items()}
+    empty = [n for n, q in queries.items() if not q]
     if empty:
         parser.error(f"--label-ratio {args.label_ratio}: no judged query of {', '.join(empty)} is left outside the "
                      f"test, train and validation sets to score {args.protocol} on")
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="era-transfer-selection-") as work:
-        return _measure(args, method, tasks, Path(work))
+        return _measure(args, method, tasks, queries, Path(work))
 
 
 def unread_queries(task: Any, protocol: str, label_ratio: float, split_seed: int | None = None) -> list[str]:
@@ -118,13 +119,13 @@ def unread_queries(task: Any, protocol: str, label_ratio: float, split_seed: int
     return [q for q in queries if q not in labelled]
 
 
-def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], work: Path) -> dict:
+def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], queries: dict[str, list[str]],
+             work: Path) -> dict:
     from era_hf.benchmark import SPLIT_SEED, training_arguments
     from era_hf.evaluation import Baseline, ERAMethod
     from era_hf.task_embeddings import EncoderPair
 
     split_seed = SPLIT_SEED if args.split_seed is None else args.split_seed
-    queries = {n: unread_queries(t, args.protocol, args.label_ratio, split_seed) for n, t in tasks.items()}
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def score(m: Any, names: list[str]) -> dict[str, float]:

@@ -212,9 +212,10 @@ class AdaptationArguments:
     def validate(self) -> None:
         _plain_numbers(self)
         _check_choices(self)
-        for name in ("shrink_margin_se", "lexical_margin_se"):
-            if getattr(self, name) is not None and not (name == "lexical_margin_se" and self.lexical_margin_se == "auto"):
-                _check_positive(self, name, allow_zero=(name,))
+        if self.shrink_margin_se is not None:
+            _check_positive(self, "shrink_margin_se", allow_zero=("shrink_margin_se",))
+        if self.lexical_margin_se not in (None, "auto"):
+            _check_positive(self, "lexical_margin_se", allow_zero=("lexical_margin_se",))
         _check_number_list(self, "shrink_scales", positive=False)
         _check_number_list(self, "lexical_weights", positive=False)
         _check_positive(self, "lr", "weight_decay", "batch_size", "temperature", "num_negatives", "teacher_top_k",

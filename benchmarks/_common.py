@@ -158,14 +158,16 @@ def with_macro(per_task: Mapping[str, float]) -> dict[str, float]:
 
 def ndcg_per_query(method: Any, pair: Any, task: Any, query_ids: Sequence[str]) -> list[float]:
     """nDCG@10 of each of ``query_ids`` when ``method`` (an :mod:`era_hf.evaluation` method: a baseline or an
-    ``ERAMethod``) searches ``task``'s whole corpus exactly, in hybrid search when it has a ``lexical_weight``."""
-    from era_hf.evaluation import check_lexical_weight, lexical_scores, search_exact
+    ``ERAMethod``) searches ``task``'s whole corpus exactly, in hybrid search when it has a ``lexical_weight``,
+    re-ranked when it has a ``rerank``."""
+    from era_hf.evaluation import check_lexical_weight, rank_queries, strong_views
     from era_hf.metrics import retrieval_metrics
 
     weight = check_lexical_weight(getattr(method, "lexical_weight", 0.0))  # doc+lexical's "validation" is refused
-    ranked = search_exact(method.query_embeddings(pair, task, query_ids), method.corpus_embeddings(pair, task),
-                          task.document_ids(), lexical=lexical_scores(task, query_ids) if weight else None,
-                          lexical_weight=weight)
+    rerank = getattr(method, "rerank", None)
+    ranked = rank_queries(task, query_ids, method.query_embeddings(pair, task, query_ids),
+                          method.corpus_embeddings(pair, task), lexical_weight=weight, rerank=rerank,
+                          strong=strong_views(method, pair, task, query_ids) if rerank is not None else None)
     return [float(v) for v in retrieval_metrics(list(query_ids), ranked, task.qrels)["ndcg@10"]]
 
 

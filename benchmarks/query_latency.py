@@ -9,7 +9,11 @@ top 10. Variants, run round-robin on each query (the starting variant rotates):
   its correction to MiniLM's own query embedding;
 * ``baseline`` -- MiniLM alone on the query (the Space's second column);
 * ``space_request`` -- ``SearchService.search`` of the default pair, the Space's whole request
-  (validation, ERA column + baseline column, result rendering to dicts).
+  (validation, ERA column + baseline column, result rendering to dicts);
+* ``era_rerank_cold`` / ``era_rerank_warm`` -- ``Searcher(era, index, Rerank()).search``: ERA's top 50 re-ranked
+  with MPNet on both sides (:mod:`era_hf.rerank`). Cold: no candidate embedded before (its memory cleared, untimed,
+  before each query), so MPNet embeds all 50 candidates' texts; warm: the same query searched once before, untimed,
+  so every candidate's vector is already kept and only the query is encoded. A served index lies between the two.
 
 Per query the components are timed separately (``perf_counter``): query encoder, anchor encoder,
 head (``model.adapt`` under ``inference_mode``), search (``index.search``); the head's share is
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from era_hf import ERAModel
+    from era_hf.rerank import Rerank
+    from era_hf.search import Searcher
     from era_hf.space import SearchService
     from era_hf.text_encoding import format_queries
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     era = ERAModel.from_encoders(MPNET, MINILM, head="linear").eval()
     anchored = ERAModel.from_encoders(MPNET, MINILM, head="linear", anchor=True).eval()
     service = SearchService(era, index, baseline, instruction=instruction)
+    reranking = Searcher(era, index, Rerank())
     set_threads(threads)
 
     def run_era(model: Any, q: str) -> dict[str, float]:
@@ -122,8 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(r["error"])
         return {"request": t1 - t0}
 
+    def run_rerank(q: str, warm: bool) -> dict[str, float]:
+        reranking._strong.clear()
+        if warm:
+            reranking.search([q], instruction, K)
+        t0 = time.perf_counter()
+        reranking.search([q], instruction, K)
+        return {"request": time.perf_counter() - t0}
+
     variants = {"era": lambda q: run_era(era, q), "era_anchored": lambda q: run_era(anchored, q),
-                "baseline": run_baseline, "space_request": run_space}
+                "baseline": run_baseline, "space_request": run_space,
+                "era_rerank_cold": lambda q: run_rerank(q, False), "era_rerank_warm": lambda q: run_rerank(q, True)}
     names = list(variants)
     for q in warm:
         for name in names:
@@ -158,13 +174,18 @@ def main(argv: list[str] | None = None) -> int:
                            "query_max_length": era.config.query_max_length, "query_format": era.config.query_format},
                    "era_anchored": {"query_encoder": MPNET, "document_encoder": MINILM, "head": "linear",
                                     "anchor": True},
-                   "baseline": {"encoder": MINILM}},
+                   "baseline": {"encoder": MINILM},
+                   "era_rerank": {"rerank": Rerank().to_dict()}},
         "variants": results,
         "ratios": {
             "era_anchored_over_era_p50": round(results["era_anchored"]["total_ms"]["p50"]
                                                / results["era"]["total_ms"]["p50"], 3),
             "era_over_baseline_p50": round(results["era"]["total_ms"]["p50"]
                                            / results["baseline"]["total_ms"]["p50"], 3),
+            "era_rerank_cold_over_era_p50": round(results["era_rerank_cold"]["total_ms"]["p50"]
+                                                  / results["era"]["total_ms"]["p50"], 3),
+            "era_rerank_warm_over_era_p50": round(results["era_rerank_warm"]["total_ms"]["p50"]
+                                                  / results["era"]["total_ms"]["p50"], 3),
         },
         "goal_head_share_below": 0.02,
     }

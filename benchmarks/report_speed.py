@@ -202,6 +202,8 @@ def _latency(rec: dict[str, Any]) -> str:
                         f"{_short(res['models']['era_anchored']['document_encoder'])} + head",
         "baseline": f"baseline: {_short(res['models']['baseline']['encoder'])} alone",
         "space_request": "whole Space request (SearchService.search: ERA + baseline columns)",
+        "era_rerank_cold": "ERA + re-ranking its top 50 with MPNet (Searcher), no candidate embedded before",
+        "era_rerank_warm": "ERA + re-ranking its top 50 with MPNet (Searcher), every candidate embedded before",
     }
     rows = []
     for key, label in labels.items():
@@ -230,7 +232,10 @@ def _latency(rec: dict[str, Any]) -> str:
         "",
         f"Goal: head share < {_pct(goal, 0)}: {'; '.join(verdicts)}. Anchored / plain ERA p50: "
         f"{res['ratios']['era_anchored_over_era_p50']:.2f}×; plain ERA / baseline p50: "
-        f"{res['ratios']['era_over_baseline_p50']:.2f}×.",
+        f"{res['ratios']['era_over_baseline_p50']:.2f}×."
+        + (f" Re-ranking / plain ERA p50: {res['ratios']['era_rerank_cold_over_era_p50']:.2f}× cold, "
+           f"{res['ratios']['era_rerank_warm_over_era_p50']:.2f}× warm." if "era_rerank_cold_over_era_p50"
+           in res["ratios"] else ""),
     ])
 
 

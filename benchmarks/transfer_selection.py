@@ -144,7 +144,7 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], queri
                                       output_dir=str(work / f"{seed}-{'+'.join(group)}"))
 
         run.results["runs"].append(train_and_score(args.protocol, tasks, make_args,
-                                                   lambda m, g: score(ERAMethod(m), g),
+                                                   lambda m, g: score(ERAMethod(m, rerank=method.rerank), g),
                                                    align_on_scored=method.align_on_test))
         print(f"{method.name} seed {seed}: nDCG@10 {run.results['runs'][-1]['macro']:.4f} "
               f"(doc {run.results['baselines']['doc']['macro']:.4f})", flush=True)

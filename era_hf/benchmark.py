@@ -71,6 +71,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ERAError
 from .evaluation import BASELINE_DESCRIPTIONS, BASELINES
+from .rerank import Rerank
 
 FORMAT = "era_hf.benchmark/1"
 SPLIT_SEED = 42
@@ -104,6 +105,8 @@ class BenchmarkMethod:
     #: stage 1 aligns on the test tasks' documents (``alignment_tasks``): differs from training on them only
     #: in ``leave_one_out``, so it runs there alone
     align_on_test: bool = False
+    #: evaluation re-ranks each query's first candidates with the query encoder (:class:`~era_hf.rerank.Rerank`)
+    rerank: Rerank | None = None
 
     @property
     def uses_labels(self) -> bool:
@@ -148,6 +151,11 @@ METHODS: tuple[BenchmarkMethod, ...] = (
                     "the best of adaptation.lexical_weights on the labelled validation queries "
                     "(adaptation.lexical_margin_se 'auto' -> 0); needs the documents' texts at search time "
                     "(DocumentIndex keeps them), not a second embedding index"),
+    BenchmarkMethod("rec+rerank", "recommended", "both", {},
+                    "OURS: era_recommended, its top 50 candidates per query re-ranked with the query encoder on both "
+                    "sides (z-scored first-stage score + 1 x z-scored strong cosine; era_hf.rerank): 50 "
+                    "strong-encoder passes per query over the candidates' texts, the cheap index untouched",
+                    rerank=Rerank()),
     BenchmarkMethod("rec+dense", "recommended", "both", DENSE,
                     "OURS: era_recommended as it was until 2026-11-27 (twentieth session): dense search only "
                     "(adaptation.lexical_margin_se=None); the rec+ rows below are measured on top of it"),
@@ -701,6 +709,8 @@ class _Runner:
                   "train_tasks": [_task_record(t, ratio, True) for t in train_tasks],
                   "test_tasks": [_task_record(t, ratio, False) for t in test_tasks],
                   "heldout": heldout, "seed": seed, "split_seed": SPLIT_SEED}
+        if method.rerank is not None:  # an evaluation setting: only rows that re-rank record it (other hashes stay)
+            record["rerank"] = method.rerank.to_dict()
         alignment_tasks = list(test_tasks) if method.align_on_test else []
         if alignment_tasks:
             record["alignment_tasks"] = [_task_record(t, None, False) for t in alignment_tasks]
@@ -730,7 +740,7 @@ class _Runner:
             model = trainer.train()
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
-            evaluation = evaluate_suite(ERAMethod(model), test_tasks, pair,
+            evaluation = evaluate_suite(ERAMethod(model, rerank=method.rerank), test_tasks, pair,
                                         label_ratio=ratio if ratio is not None else 0.2, seed=SPLIT_SEED)
             eval_seconds = time.perf_counter() - t1
             log = trainer.log

@@ -38,6 +38,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .errors import ERAError
+from .rerank import DEFAULT_WEIGHT as DEFAULT_RERANK_WEIGHT
 
 BASELINES = ("doc", "query", "fusion", "doc+lexical")
 #: BM25 weights tried when hybrid search's weight is picked on the labelled non-test queries (``"validation"``).
@@ -110,7 +111,8 @@ def search_exact(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[s
 
 
 def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np.ndarray, k: int = 100,
-                  ks: Sequence[int] | None = None, lexical_weight: float = 0.0) -> dict[str, Any]:
+                  ks: Sequence[int] | None = None, lexical_weight: float = 0.0, rerank: Any = None,
+                  strong: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Score one task on its split's TEST queries.
 
     Args:
@@ -120,6 +122,8 @@ def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np
         doc_emb: ``(n_docs, dim)`` embeddings of ``task.document_texts()`` (corpus order).
         lexical_weight: > 0 for hybrid search: BM25 of the query texts against ``task.document_texts()`` fused
             with the cosines (:func:`~era_hf.lexical.fuse_lexical`).
+        rerank, strong: re-ranking (:class:`~era_hf.rerank.Rerank`) and its inputs, the query encoder's embeddings
+            of the test queries and of the corpus (:func:`rank_queries`).
 
     Returns:
         ``{"metrics": {name: mean}, "per_query": {"query_ids": [...], name: [values...]},
@@ -133,15 +137,43 @@ def evaluate_task(task: Any, split: Any, query_emb_test: np.ndarray, doc_emb: np
     q = np.asarray(query_emb_test)
     if q.ndim != 2 or q.shape[0] != len(qids):
         raise ERAError(f"task {task.name!r}: got query embeddings of shape {q.shape} for {len(qids)} test queries")
-    doc_ids = task.document_ids()
-    lexical = lexical_scores(task, qids) if lexical_weight else None
-    ranked = search_exact(q, doc_emb, doc_ids, k=k, lexical=lexical, lexical_weight=lexical_weight)
+    ranked = rank_queries(task, qids, q, doc_emb, k, lexical_weight=lexical_weight, rerank=rerank, strong=strong)
     per_query = retrieval_metrics(qids, ranked, task.qrels, ks=tuple(ks or DEFAULT_KS))
     return {
         "metrics": mean_metrics(per_query),
         "per_query": {"query_ids": qids, **{name: values.tolist() for name, values in per_query.items()}},
         "n_queries": len(qids),
     }
+
+
+def rank_queries(task: Any, qids: Sequence[str], query_emb: np.ndarray, doc_emb: np.ndarray, k: int = 100, *,
+                 lexical_weight: float = 0.0, rerank: Any = None,
+                 strong: tuple[np.ndarray, np.ndarray] | None = None) -> list[list[str]]:
+    """The top-``k`` doc ids of ``task``'s corpus for each of ``qids``: exact search (hybrid with
+    ``lexical_weight`` > 0), then with ``rerank`` (a :class:`~era_hf.rerank.Rerank`) its first ``rerank.top_k``
+    re-ranked, the rest left below in the first search's order. ``strong``: the query encoder's embeddings of the
+    queries and of the whole corpus (:func:`strong_views`), needed with ``rerank``."""
+    doc_ids = task.document_ids()
+    lexical = lexical_scores(task, qids) if lexical_weight else None
+    if rerank is None:
+        return search_exact(query_emb, doc_emb, doc_ids, k=k, lexical=lexical, lexical_weight=lexical_weight)
+    if strong is None:
+        raise ERAError("re-ranking needs the query encoder's embeddings of the queries and the corpus")
+    ranked, scores = search_exact(query_emb, doc_emb, doc_ids, k=max(k, rerank.top_k), return_scores=True,
+                                  lexical=lexical, lexical_weight=lexical_weight)
+    head, _ = rerank.apply(ranked, scores, strong[0], strong[1], {d: i for i, d in enumerate(doc_ids)})
+    return [(top + r[rerank.top_k:])[:k] for top, r in zip(head, ranked)]
+
+
+def strong_views(method: Any, pair: Any, task: Any, qids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What re-ranking reads (:func:`rank_queries`): the query encoder's embeddings of ``qids`` (formatted as its
+    queries) and of ``task``'s corpus (at the document max length), both through the cache. A LoRA adapter changes
+    the query encoder itself, so re-ranking is refused for it (the base encoder is not what the model searches
+    with)."""
+    if getattr(getattr(method, "config", None), "lora", None):
+        raise ERAError("re-ranking rescores candidates with the base query encoder; this ERA model fine-tunes its "
+                       "query encoder with LoRA, which re-ranking does not support")
+    return pair.queries(task, qids, side="query"), pair.corpus(task, side="query")
 
 
 def lexical_scores(task: Any, qids: Sequence[str]) -> np.ndarray:
@@ -238,9 +270,10 @@ class ERAMethod:
         model: an :class:`~era_hf.ERAModel` (loaded or in memory), or a directory / Hub id
             (loaded head-only by :func:`load_era_model`: no encoder is loaded on a warm cache).
         revision: Hub revision when ``model`` is an id.
+        rerank: a :class:`~era_hf.rerank.Rerank` its evaluation re-ranks with (None: no re-ranking).
     """
 
-    def __init__(self, model: Any, revision: str | None = None) -> None:
+    def __init__(self, model: Any, revision: str | None = None, rerank: Any = None) -> None:
         if isinstance(model, (str, os.PathLike)):
             self.ref: str | None = os.fspath(model)
             self.model, self.identity = load_era_model(self.ref, revision)
@@ -252,6 +285,7 @@ class ERAMethod:
         self.config = self.model.config
         #: hybrid search's BM25 weight, as the model was saved with (0: dense search only)
         self.lexical_weight = float(getattr(self.config, "lexical_weight", 0.0) or 0.0)
+        self.rerank = rerank
         self._full_model: Any = None  # the LoRA model with its encoders, loaded on a cache miss
         #: encoders this method loaded itself (the LoRA query encoder), besides the pair's
         self.models_loaded = 0
@@ -264,7 +298,8 @@ class ERAMethod:
         cfg = self.config
         return {"type": "era", **self.identity, "head_type": cfg.head_type, "anchor": cfg.anchor,
                 "lora": bool(cfg.lora), "init": getattr(cfg, "init", None), "recipe": getattr(cfg, "recipe", None),
-                "lexical_weight": self.lexical_weight}
+                "lexical_weight": self.lexical_weight,
+                **({"rerank": self.rerank.to_dict()} if self.rerank is not None else {})}
 
     def default_pair(self, cache: Any = None) -> Any:
         from .task_embeddings import EncoderPair
@@ -378,7 +413,7 @@ def check_ranking_depth(k: Any, ks: Sequence[int], what: str) -> None:
 # ---------------------------------------------------------------------- suites
 def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ratio: float = 0.2,
                    seed: int = 42, *, k: int = 100, ks: Sequence[int] | None = None, cache: Any = None,
-                   log: Any = None, lexical_weight: float | None = None) -> dict[str, Any]:
+                   log: Any = None, lexical_weight: float | None = None, rerank: Any = None) -> dict[str, Any]:
     """Evaluate one method on tasks: per task, per domain and macro (unweighted over tasks).
 
     Args:
@@ -392,6 +427,10 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         lexical_weight: hybrid search's BM25 weight (:func:`~era_hf.lexical.fuse_lexical`); None = the method's
             own (an ERA model's ``config.lexical_weight``, 0 for a baseline but ``doc+lexical``), 0 = dense search
             only, ``"validation"`` = picked by :func:`pick_lexical_weight` (recorded in ``lexical_weight_selection``).
+        rerank: a :class:`~era_hf.rerank.Rerank` to re-rank each query's first candidates with the query encoder on
+            both sides (its embeddings of the corpus are computed and cached once here, where a
+            :class:`~era_hf.search.Searcher` embeds only the candidates); None = the method's own (an
+            :class:`ERAMethod`'s ``rerank``, else none).
 
     Returns:
         A JSON-ready dict: ``method``, ``encoders`` (ids + resolved revisions + settings),
@@ -423,6 +462,8 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
     if lexical_weight == "validation":
         lexical_weight, lexical_selection = pick_lexical_weight(method, tasks, pair, label_ratio, seed)
     lexical_weight = check_lexical_weight(lexical_weight)
+    if rerank is None:
+        rerank = getattr(method, "rerank", None)
     stats0 = dict(pair.cache.stats) if pair.cache is not None else None
     loaded0 = pair.models_loaded + getattr(method, "models_loaded", 0)
     per_task: dict[str, Any] = {}
@@ -432,7 +473,9 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             split = task.split(label_ratio, seed)
             q = method.query_embeddings(pair, task, split.test)
             d = method.corpus_embeddings(pair, task)
-            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight)
+            strong = strong_views(method, pair, task, split.test) if rerank is not None else None
+            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight, rerank=rerank,
+                                   strong=strong)
         except ERAError as err:
             message = str(err)
             raise ERAError(message if f"task {task.name!r}" in message else f"task {task.name!r}: {message}") from None
@@ -449,7 +492,9 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             "seconds": round(seconds, 3),
         }
         if log is not None:
-            log(f"{method.label}{f' + BM25 x {lexical_weight:g}' if lexical_weight else ''} | {task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
+            log(f"{method.label}{f' + BM25 x {lexical_weight:g}' if lexical_weight else ''}"
+                f"{f' + re-ranking top {rerank.top_k} x {rerank.weight:g}' if rerank is not None else ''} | "
+                f"{task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
                 f"MAP@100 {result['metrics'].get('map@100', float('nan')):.4f}  "
                 f"({result['n_queries']} test queries, {d.shape[0]} docs, {seconds:.1f} s)")
     summary = aggregate_suite({n: r["metrics"] for n, r in per_task.items()}, {t.name: t.domain for t in tasks})
@@ -462,6 +507,7 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         "method": method.describe(),
         "lexical_weight": lexical_weight,
         **({"lexical_weight_selection": lexical_selection} if lexical_selection else {}),
+        "rerank": rerank.to_dict() if rerank is not None else None,
         "encoders": pair.describe(),
         "label_ratio": label_ratio,
         "seed": seed,
@@ -591,6 +637,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lexical-weight", type=float, metavar="W",
                    help="hybrid search for every method: BM25 of the query text fused with the cosines, z-scored "
                         "per query, BM25 weighted W (default: an ERA model's own lexical_weight, 0 for baselines)")
+    p.add_argument("--rerank-top-k", type=int, metavar="K",
+                   help="re-rank each query's first K results with the query encoder on both sides (it embeds the "
+                        "candidates' texts: K strong-encoder passes per query; here the corpus is embedded once and "
+                        "cached); off by default")
+    p.add_argument("--rerank-weight", type=float, metavar="W",
+                   help=f"the query encoder's weight when re-ranking (default {DEFAULT_RERANK_WEIGHT:g}; needs "
+                        "--rerank-top-k)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (32)")
     p.add_argument("--output", help="write the results as JSON here (atomically)")
     p.add_argument("--cache-dir", help="embedding cache directory (default: $ERA_HF_CACHE or "
@@ -598,6 +651,20 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--device", help="device for encoders (default: cuda if available, else cpu)")
     p.set_defaults(func=run_evaluate)
+
+
+def rerank_from_arguments(top_k: int | None, weight: float | None) -> Any:
+    """The :class:`~era_hf.rerank.Rerank` of ``--rerank-top-k`` / ``--rerank-weight`` (None without a top k)."""
+    from .rerank import Rerank
+
+    if top_k is None:
+        if weight is not None:
+            raise ERAError("--rerank-weight needs --rerank-top-k (how many candidates to re-rank)")
+        return None
+    try:
+        return Rerank(top_k, DEFAULT_RERANK_WEIGHT if weight is None else weight)
+    except ERAError as err:
+        raise ERAError(f"--rerank-top-k / --rerank-weight: {err}") from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -615,6 +682,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_ranking_depth(args.k, DEFAULT_KS, "--k")
     if args.lexical_weight is not None:
         check_lexical_weight(args.lexical_weight, "--lexical-weight")
+    rerank = rerank_from_arguments(args.rerank_top_k, args.rerank_weight)
     if args.output is not None:
         check_writable(args.output, "--output")
     cache: Any = False if args.no_cache else EmbeddingCache(args.cache_dir)
@@ -641,7 +709,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                            cache=cache, batch_size=args.batch_size, device=args.device)
     methods += [Baseline(b) for b in dict.fromkeys(args.baseline or [])]
     results = [evaluate_suite(m, tasks, pair, label_ratio=args.label_ratio, seed=args.seed, k=args.k, log=log,
-                              lexical_weight=args.lexical_weight) for m in methods]
+                              lexical_weight=args.lexical_weight, rerank=rerank) for m in methods]
     print(format_table(results), end="")
     loaded = sum(r["models_loaded"] for r in results)
     if pair.cache is not None:

@@ -157,7 +157,7 @@ class DocumentIndex:
 
         doc_ids, doc_texts, titles = _check_documents(doc_ids, doc_texts, titles)
         _check_kind(kind)
-        texts = _titled(titles, doc_texts)
+        texts = titled(titles, doc_texts)
         if hasattr(encoder, "config") and hasattr(encoder.config, "document_encoder"):
             encoder = encoder.config
         if hasattr(encoder, "document_encoder") and hasattr(encoder, "query_encoder") and \
@@ -287,7 +287,7 @@ class DocumentIndex:
             raise ERAError(f"hybrid search (lexical_weight {weight:g}) needs query_texts: a list of {q.shape[0]} "
                            f"string(s), one per query embedding; got {type(query_texts).__name__}")
         if self._lexical is None:
-            texts = _titled(self.titles, self.texts)
+            texts = titled(self.titles, self.texts)
             if not any(texts):
                 raise ERAError("hybrid search scores the documents' texts with BM25, but this index holds none "
                                "(built from embeddings without doc_texts)")
@@ -462,7 +462,7 @@ def _read_documents(path: Path) -> tuple[list[str], list[str], list[str]]:
     return ids, titles, texts
 
 
-def _titled(titles: Sequence[str], texts: Sequence[str]) -> list[str]:
+def titled(titles: Sequence[str], texts: Sequence[str]) -> list[str]:
     """What is embedded and scored per document: ``title + " " + text`` when a title, else ``text``."""
     return [f"{t} {x}" if t else x for t, x in zip(titles, texts)]
 

@@ -111,6 +111,8 @@ class SearchService:
             ``config.document_encoder`` (reusing the model's own weights when it already holds
             that encoder, e.g. the anchor of an anchored head).
         instruction: the default instruction (None = the model config's ``default_instruction``).
+        rerank: a :class:`~era_hf.rerank.Rerank`: the ERA column's first ``rerank.top_k`` results re-ranked with the
+            query encoder on both sides (:class:`~era_hf.search.Searcher`; ``k`` is then at most ``top_k``).
 
     Raises:
         ERAError: the index was built with another document encoder (or dimension) than the
@@ -119,9 +121,12 @@ class SearchService:
 
     def __init__(self, model: Any, index: Any, baseline_encoder: Any = None, *, instruction: str | None = None,
                  max_query_chars: int = MAX_QUERY_CHARS, max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
-                 max_k: int = MAX_K, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
-        index.check_model(model)
-        self.model, self.index = model, index
+                 max_k: int = MAX_K, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, rerank: Any = None) -> None:
+        from .search import Searcher
+
+        # checks the index against the model; a batch of queries is one forward pass
+        self.searcher = Searcher(model, index, rerank, batch_size=max(32, max_batch_size if isinstance(max_batch_size, int) else 0))
+        self.model, self.index, self.rerank = model, index, rerank
         self.config = model.config
         self.baseline = baseline_encoder if baseline_encoder is not None else baseline_encoder_for(model)
         if int(self.baseline.dim) != index.dim:
@@ -129,7 +134,7 @@ class SearchService:
                            f"but the index holds {index.dim}-d vectors")
         self.instruction = self.config.default_instruction if instruction is None else instruction
         self.max_query_chars, self.max_instruction_chars = max_query_chars, max_instruction_chars
-        self.max_k = max(1, min(int(max_k), len(index)))
+        self.max_k = max(1, min(int(max_k), len(index), rerank.top_k if rerank is not None else int(max_k)))
         # One forward pass at a time (torch already uses every core for one); queries arriving
         # meanwhile are encoded together in the next pass.
         self._lock = threading.Lock()
@@ -218,10 +223,8 @@ class SearchService:
         kmax = max(k for _, _, k in items)
         with self._lock:
             t0 = time.perf_counter()
-            era_emb = self.model.encode_queries(qs, instruction=ins, batch_size=len(qs))
-            # hybrid search when the model was trained to use it (config.lexical_weight > 0): BM25 of the raw query
-            era_scores, era_ids = self.index.search(era_emb, kmax, query_texts=qs,
-                                                    lexical_weight=getattr(self.config, "lexical_weight", 0.0))
+            # hybrid search when the model was trained to use it (config.lexical_weight > 0), re-ranked on request
+            era_scores, era_ids = self.searcher.search(qs, instruction=ins, k=kmax)
             t1 = time.perf_counter()
             base_texts = format_queries(qs, ins, getattr(self.config, "document_query_format", "none"))
             base_emb = self.baseline.encode(base_texts, batch_size=len(qs))
@@ -252,7 +255,8 @@ class SearchService:
         cfg = self.config
         return {"query_encoder": cfg.query_encoder, "document_encoder": cfg.document_encoder,
                 "head": cfg.head_type, "anchor": bool(cfg.anchor), "documents": len(self.index),
-                "index_kind": self.index.kind, "lexical_weight": float(getattr(cfg, "lexical_weight", 0.0))}
+                "index_kind": self.index.kind, "lexical_weight": float(getattr(cfg, "lexical_weight", 0.0)),
+                "rerank": self.rerank.to_dict() if self.rerank is not None else None}
 
 
 class _MicroBatcher:
@@ -473,14 +477,17 @@ def render_results(result: Mapping[str, Any] | None, side: str, other: Mapping[s
     return "".join(parts)
 
 
-def _status_markdown(result: Mapping[str, Any], n_docs: int) -> str:
+def _status_markdown(result: Mapping[str, Any], n_docs: int, rerank_top_k: int | None = None) -> str:
     if result.get("error"):
         return f"⚠️ **{_md_escape(result['error'])}**"
     era, base = result["era"]["latency_ms"], result["baseline"]["latency_ms"]
     batch = result.get("batch_size", 1)
     shared = f" (encoded in a batch of {batch} queries)" if batch > 1 else ""
+    encoded = ("only the query is encoded" if rerank_top_k is None else
+               f"the query is encoded, and ERA's top {rerank_top_k} candidates by the query encoder the first time "
+               "they are candidates")
     return (f"Top {result['k']} of {n_docs:,} documents · ERA {era:.1f} ms · baseline {base:.1f} ms{shared}. "
-            "The index is fixed: only the query is encoded.")
+            f"The index is fixed: {encoded}.")
 
 
 def _md_escape(text: str) -> str:
@@ -512,7 +519,7 @@ def task_examples(task: Any, n: int = MAX_EXAMPLES) -> list[str]:
 def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instruction: str | None = None,
               examples: Sequence[str] | None = None, title: str = "ERA search",
               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, concurrency_limit: int | None = None,
-              max_queue_size: int = DEFAULT_MAX_QUEUE, default_k: int = DEFAULT_K) -> Any:
+              max_queue_size: int = DEFAULT_MAX_QUEUE, default_k: int = DEFAULT_K, rerank: Any = None) -> Any:
     """The search page for a loaded model and index; returns a ``gr.Blocks`` (call ``.launch()``).
 
     Args:
@@ -524,6 +531,7 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
         concurrency_limit: search requests admitted at once (None = ``max_batch_size``); they
             share one forward pass at a time, so admitted requests are batched together.
         max_queue_size: requests waiting in Gradio's queue before new ones are refused.
+        rerank: re-ranking of the ERA column (:class:`SearchService`); None = off.
 
     Endpoints: the page's Search button / Enter, and ``/search`` for ``gradio_client``
     (``client.predict(query, instruction, k, api_name="/search")`` → the dict of
@@ -538,7 +546,8 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
     index_instruction, index_examples = index_task_info(index)
     if instruction is None:
         instruction = index_instruction if index_instruction is not None else model.config.default_instruction
-    service = SearchService(model, index, baseline_encoder, instruction=instruction, max_batch_size=max_batch_size)
+    service = SearchService(model, index, baseline_encoder, instruction=instruction, max_batch_size=max_batch_size,
+                            rerank=rerank)
     concurrency_limit = max_batch_size if concurrency_limit is None else concurrency_limit
     examples = list(examples) if examples is not None else (index_examples or list(FALLBACK_EXAMPLES))
     examples = [e for e in examples if isinstance(e, str) and e.strip()][:MAX_EXAMPLES]
@@ -546,7 +555,8 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
     info = service.describe()
     n_docs = info["documents"]
     era_sub = f"{_short_id(info['query_encoder'])} + {info['head']} adapter" + (
-        f" + BM25 (hybrid, weight {info['lexical_weight']:g})" if info["lexical_weight"] else "")
+        f" + BM25 (hybrid, weight {info['lexical_weight']:g})" if info["lexical_weight"] else "") + (
+        f", top {rerank.top_k} re-ranked by {_short_id(info['query_encoder'])}" if rerank is not None else "")
     base_sub = f"{_short_id(info['document_encoder'])} on the plain query"
 
     def ui_search(query: Any, instruction: Any, k: Any) -> tuple[str, str, str]:
@@ -554,7 +564,8 @@ def build_app(model: Any, index: Any, *, baseline_encoder: Any = None, instructi
         r = service.search(query, instruction, k)
         if r["error"]:
             gr.Warning(r["error"])
-        return (_status_markdown(r, n_docs), render_results(r, "era", r.get("baseline"), era_sub),
+        status = _status_markdown(r, n_docs, rerank.top_k if rerank is not None else None)
+        return (status, render_results(r, "era", r.get("baseline"), era_sub),
                 render_results(r, "baseline", r.get("era"), base_sub))
 
     def search(query: str, instruction: str | None = None, k: int = DEFAULT_K) -> dict:
@@ -682,6 +693,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="search requests admitted at once, batched together (default: --max-batch-size)")
     p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
                    help=f"requests waiting before new ones are refused (default {DEFAULT_MAX_QUEUE})")
+    p.add_argument("--rerank-top-k", type=int, metavar="K",
+                   help="re-rank ERA's first K results with the query encoder on both sides (it embeds each "
+                        "candidate's text the first time it is one); off by default")
+    p.add_argument("--rerank-weight", type=float, metavar="W",
+                   help="the query encoder's weight when re-ranking (default 1; needs --rerank-top-k)")
     p.set_defaults(func=run_space)
 
 
@@ -692,9 +708,12 @@ def run_space(args: argparse.Namespace) -> int:
             continue
         if value < 1 or (name == "port" and value > 65535):
             raise ERAError(f"--{name.replace('_', '-')} out of range: {value}")
+    from .evaluation import rerank_from_arguments
+
+    rerank = rerank_from_arguments(args.rerank_top_k, args.rerank_weight)
     demo = load_app(args.model, args.index, model_revision=args.model_revision, index_revision=args.index_revision,
                     task=args.task, max_batch_size=args.max_batch_size, concurrency_limit=args.concurrency,
-                    max_queue_size=args.max_queue)
+                    max_queue_size=args.max_queue, rerank=rerank)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share == "yes", ssr_mode=False)
     except OSError as err:  # Gradio: the port is taken or the host is not an address of this machine

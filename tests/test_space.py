@@ -246,13 +246,13 @@ def test_snippets_are_short():
 def test_search_batch_encodes_all_queries_in_one_forward_pass(space, monkeypatch):
     service = space["service"]
     calls: list[int] = []
-    original = service.model.encode_queries
+    original = service.model.encode_raw_queries
 
     def spy(queries, *args, **kwargs):
         calls.append(len(queries))
         return original(queries, *args, **kwargs)
 
-    monkeypatch.setattr(service.model, "encode_queries", spy)
+    monkeypatch.setattr(service.model, "encode_raw_queries", spy)
     out = service.search_batch(["library automation", "", "citation indexing", "x" * 5000], [None] * 4, [3, 3, 4, 3])
     assert calls == [2]  # the two valid queries, together
     assert [r["error"] is None for r in out] == [True, False, True, False]

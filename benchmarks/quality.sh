@@ -184,5 +184,15 @@ python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended
     --split-seeds 42 0 1 2 3 4 --threads 1 --out "$OUT/split_sensitivity/per_task_hybrid.json"
 python benchmarks/split_sensitivity.py --suite "$SUITE" --method era_recommended --protocols leave_one_out \
     --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_hybrid.json"
+# 9e. Re-ranking (2026-11-27, twenty-first session): era_recommended with its top 50 re-ranked by the query encoder
+#     on both sides (row rec+rerank; K and the weight chosen by a research script on the queries training never
+#     reads, docs/quality.md), every protocol and ratio, then the same selection protocol run by the package.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods rec+rerank
+era-hf benchmark "${COMMON[@]}" --protocols leave_one_out --loo-ratio 0.2 --seeds 3 --methods rec+rerank
+for p in in_domain per_task; do
+    python benchmarks/transfer_selection.py --suite "$SUITE" --method rec+rerank --protocol "$p" --threads 1 \
+        --out "$OUT/label_selection/$p/rec+rerank.json"
+done
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

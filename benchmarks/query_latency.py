@@ -11,9 +11,11 @@ top 10. Variants, run round-robin on each query (the starting variant rotates):
 * ``space_request`` -- ``SearchService.search`` of the default pair, the Space's whole request
   (validation, ERA column + baseline column, result rendering to dicts);
 * ``era_rerank_cold`` / ``era_rerank_warm`` -- ``Searcher(era, index, Rerank()).search``: ERA's top 50 re-ranked
-  with MPNet on both sides (:mod:`era_hf.rerank`). Cold: no candidate embedded before (its memory cleared, untimed,
-  before each query), so MPNet embeds all 50 candidates' texts; warm: the same query searched once before, untimed,
-  so every candidate's vector is already kept and only the query is encoded. A served index lies between the two.
+  with MPNet on both sides (:mod:`era_hf.rerank`), on the first ``--rerank-queries`` timed queries only (a cold
+  search embeds 50 documents with MPNet: tens of seconds on a 2-core CPU). Cold: no candidate embedded before (the
+  searcher's memory cleared, untimed, before the query), so MPNet embeds all 50 candidates' texts; warm: the same
+  query again right after, every candidate's vector kept, so only the query is encoded. A served index lies between
+  the two.
 
 Per query the components are timed separately (``perf_counter``): query encoder, anchor encoder,
 head (``model.adapt`` under ``inference_mode``), search (``index.search``); the head's share is
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100, help="timed queries (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed queries first (default 5)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache (default: era_hf's default cache)")
+    parser.add_argument("--rerank-queries", type=int, default=10,
+                        help="timed queries of the re-ranking variants, the first of the timed ones (default 10)")
     args = parser.parse_args(argv)
     setup_env()
     warnings.filterwarnings("ignore")
@@ -129,26 +133,27 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(r["error"])
         return {"request": t1 - t0}
 
-    def run_rerank(q: str, warm: bool) -> dict[str, float]:
+    def run_rerank(q: str) -> None:
         reranking._strong.clear()
-        if warm:
+        for name in ("era_rerank_cold", "era_rerank_warm"):
+            t0 = time.perf_counter()
             reranking.search([q], instruction, K)
-        t0 = time.perf_counter()
-        reranking.search([q], instruction, K)
-        return {"request": time.perf_counter() - t0}
+            samples[name].append({"request": time.perf_counter() - t0})
 
     variants = {"era": lambda q: run_era(era, q), "era_anchored": lambda q: run_era(anchored, q),
-                "baseline": run_baseline, "space_request": run_space,
-                "era_rerank_cold": lambda q: run_rerank(q, False), "era_rerank_warm": lambda q: run_rerank(q, True)}
+                "baseline": run_baseline, "space_request": run_space}
     names = list(variants)
     for q in warm:
         for name in names:
             variants[name](q)
-    samples: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    samples: dict[str, list[dict[str, float]]] = {n: [] for n in [*names, "era_rerank_cold", "era_rerank_warm"]}
+    n_rerank = min(2 if args.quick else args.rerank_queries, len(timed))
     for i, q in enumerate(timed):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
             samples[name].append(variants[name](q))
+        if i < n_rerank:
+            run_rerank(q)
         if (i + 1) % 25 == 0:
             log(f"  {i + 1}/{len(timed)} queries (load {os.getloadavg()[0]:.2f})")
 
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "index": {"task": "cranfield", "documents": len(index), "dim": index.dim, "kind": index.kind,
                   "faiss_type": type(index.index).__name__, "document_encoder": MINILM, "max_length": MAX_LENGTH},
         "queries": {"timed": len(timed), "warmup": len(warm), "batch_size": 1, "source": "cranfield queries",
-                    "instruction": instruction},
+                    "instruction": instruction, "rerank_timed": n_rerank},
         "models": {"era": {"query_encoder": MPNET, "document_encoder": MINILM, "head": "linear", "anchor": False,
                            "query_max_length": era.config.query_max_length, "query_format": era.config.query_format},
                    "era_anchored": {"query_encoder": MPNET, "document_encoder": MINILM, "head": "linear",

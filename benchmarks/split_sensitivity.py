@@ -118,8 +118,8 @@ def _measure(args: argparse.Namespace, method: Any, work: Path) -> dict:
 
     def score(model: Any, group: list[str], split_seed: int) -> dict[str, float]:
         """A trained model's nDCG@10 per task of ``group`` on the test queries of split ``split_seed``."""
-        ev = evaluate_suite(ERAMethod(model, rerank=method.rerank), [tasks[n] for n in group], pair, label_ratio=args.label_ratio,
-                            seed=split_seed)
+        ev = evaluate_suite(ERAMethod(model, rerank=method.rerank), [tasks[n] for n in group], pair,
+                            label_ratio=args.label_ratio, seed=split_seed)
         return {n: float(ev["tasks"][n]["metrics"][NDCG]) for n in group}
 
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))

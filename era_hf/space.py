@@ -125,7 +125,8 @@ class SearchService:
         from .search import Searcher
 
         # checks the index against the model; a batch of queries is one forward pass
-        self.searcher = Searcher(model, index, rerank, batch_size=max(32, max_batch_size if isinstance(max_batch_size, int) else 0))
+        batch_size = max(32, max_batch_size) if isinstance(max_batch_size, int) else 32
+        self.searcher = Searcher(model, index, rerank, batch_size=batch_size)
         self.model, self.index, self.rerank = model, index, rerank
         self.config = model.config
         self.baseline = baseline_encoder if baseline_encoder is not None else baseline_encoder_for(model)
@@ -134,7 +135,9 @@ class SearchService:
                            f"but the index holds {index.dim}-d vectors")
         self.instruction = self.config.default_instruction if instruction is None else instruction
         self.max_query_chars, self.max_instruction_chars = max_query_chars, max_instruction_chars
-        self.max_k = max(1, min(int(max_k), len(index), rerank.top_k if rerank is not None else int(max_k)))
+        self.max_k = max(1, min(int(max_k), len(index)))
+        if rerank is not None:  # only the re-ranked candidates have re-ranking scores
+            self.max_k = min(self.max_k, rerank.top_k)
         # One forward pass at a time (torch already uses every core for one); queries arriving
         # meanwhile are encoded together in the next pass.
         self._lock = threading.Lock()
@@ -484,8 +487,8 @@ def _status_markdown(result: Mapping[str, Any], n_docs: int, rerank_top_k: int |
     batch = result.get("batch_size", 1)
     shared = f" (encoded in a batch of {batch} queries)" if batch > 1 else ""
     encoded = ("only the query is encoded" if rerank_top_k is None else
-               f"the query is encoded, and ERA's top {rerank_top_k} candidates by the query encoder the first time "
-               "they are candidates")
+               f"the query is encoded, and each of ERA's top {rerank_top_k} candidates is embedded by the query "
+               "encoder the first time it is one")
     return (f"Top {result['k']} of {n_docs:,} documents · ERA {era:.1f} ms · baseline {base:.1f} ms{shared}. "
             f"The index is fixed: {encoded}.")
 

@@ -194,5 +194,7 @@ for p in in_domain per_task; do
     python benchmarks/transfer_selection.py --suite "$SUITE" --method rec+rerank --protocol "$p" --threads 1 \
         --out "$OUT/label_selection/$p/rec+rerank.json"
 done
+python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec+rerank --protocols leave_one_out \
+    --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_rerank.json"
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

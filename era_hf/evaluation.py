@@ -38,7 +38,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .errors import ERAError
-from .rerank import DEFAULT_WEIGHT as DEFAULT_RERANK_WEIGHT
+from .rerank import add_rerank_arguments, rerank_from_arguments
 
 BASELINES = ("doc", "query", "fusion", "doc+lexical")
 #: BM25 weights tried when hybrid search's weight is picked on the labelled non-test queries (``"validation"``).
@@ -170,9 +170,9 @@ def strong_views(method: Any, pair: Any, task: Any, qids: Sequence[str]) -> tupl
     queries) and of ``task``'s corpus (at the document max length), both through the cache. A LoRA adapter changes
     the query encoder itself, so re-ranking is refused for it (the base encoder is not what the model searches
     with)."""
-    if getattr(getattr(method, "config", None), "lora", None):
-        raise ERAError("re-ranking rescores candidates with the base query encoder; this ERA model fine-tunes its "
-                       "query encoder with LoRA, which re-ranking does not support")
+    from .rerank import check_supported
+
+    check_supported(getattr(method, "config", None))
     return pair.queries(task, qids, side="query"), pair.corpus(task, side="query")
 
 
@@ -637,13 +637,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lexical-weight", type=float, metavar="W",
                    help="hybrid search for every method: BM25 of the query text fused with the cosines, z-scored "
                         "per query, BM25 weighted W (default: an ERA model's own lexical_weight, 0 for baselines)")
-    p.add_argument("--rerank-top-k", type=int, metavar="K",
-                   help="re-rank each query's first K results with the query encoder on both sides (it embeds the "
-                        "candidates' texts: K strong-encoder passes per query; here the corpus is embedded once and "
-                        "cached); off by default")
-    p.add_argument("--rerank-weight", type=float, metavar="W",
-                   help=f"the query encoder's weight when re-ranking (default {DEFAULT_RERANK_WEIGHT:g}; needs "
-                        "--rerank-top-k)")
+    add_rerank_arguments(p, "each query's", "it embeds the candidates' texts, K strong-encoder passes per query; "
+                                            "here the corpus is embedded once and cached")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (32)")
     p.add_argument("--output", help="write the results as JSON here (atomically)")
     p.add_argument("--cache-dir", help="embedding cache directory (default: $ERA_HF_CACHE or "
@@ -651,20 +646,6 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--device", help="device for encoders (default: cuda if available, else cpu)")
     p.set_defaults(func=run_evaluate)
-
-
-def rerank_from_arguments(top_k: int | None, weight: float | None) -> Any:
-    """The :class:`~era_hf.rerank.Rerank` of ``--rerank-top-k`` / ``--rerank-weight`` (None without a top k)."""
-    from .rerank import Rerank
-
-    if top_k is None:
-        if weight is not None:
-            raise ERAError("--rerank-weight needs --rerank-top-k (how many candidates to re-rank)")
-        return None
-    try:
-        return Rerank(top_k, DEFAULT_RERANK_WEIGHT if weight is None else weight)
-    except ERAError as err:
-        raise ERAError(f"--rerank-top-k / --rerank-weight: {err}") from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

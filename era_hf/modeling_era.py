@@ -244,17 +244,28 @@ class ERAModel(PreTrainedModel):
 
         ``instruction``: None (the config's default instruction), one string, or one per query.
         """
+        return self.encode_queries_with_raw(queries, instruction, batch_size, show_progress_bar)[0]
+
+    def encode_queries_with_raw(
+        self,
+        queries: Sequence[str],
+        instruction: str | Sequence[str] | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_queries` and the query encoder's own embeddings it started from (the head's input, what
+        re-ranking compares documents with): float32 ``(n, document_dim)`` and ``(n, query_dim)``."""
         self._require_encoders()
         queries = check_texts(queries, "queries", allow_blank=False)
         if instruction is None:
             instruction = self.config.default_instruction
         formatted = format_queries(queries, instruction, self.config.query_format)
-        x = self.encode_raw_queries(formatted, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        x = self.encode_raw_queries(formatted, batch_size=batch_size, show_progress_bar=show_progress_bar).numpy()
         anchor = None
         if self.config.anchor:
-            anchor = self.encode_anchor_queries(queries, instruction, batch_size, show_progress_bar)
+            anchor = self.encode_anchor_queries(queries, instruction, batch_size, show_progress_bar).numpy()
         with torch.inference_mode():
-            return self.adapt(x.numpy(), None if anchor is None else anchor.numpy())
+            return self.adapt(x, anchor), x
 
     def encode_raw_queries(self, formatted: Sequence[str], batch_size: int = 32,
                            show_progress_bar: bool | None = None) -> torch.Tensor:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -102,4 +103,36 @@ class Rerank:
         return out_ids, out_scores
 
 
-__all__ = ["DEFAULT_TOP_K", "DEFAULT_WEIGHT", "Rerank"]
+def check_supported(config: Any) -> None:
+    """Refuse re-ranking for an ERA model (``config``) with LoRA on its query encoder: re-ranking compares documents
+    with the base query encoder, which is not what such a model searches with."""
+    if getattr(config, "lora", None):
+        raise ERAError("re-ranking rescores candidates with the base query encoder; this ERA model fine-tunes its "
+                       "query encoder with LoRA, which re-ranking does not support")
+
+
+def add_rerank_arguments(parser: argparse.ArgumentParser, results: str, cost: str) -> None:
+    """``--rerank-top-k`` / ``--rerank-weight`` of a command that searches (``results``: what is re-ranked; ``cost``:
+    how the candidates are embedded there); read them back with :func:`rerank_from_arguments`."""
+    parser.add_argument("--rerank-top-k", type=int, metavar="K",
+                        help=f"re-rank {results} first K results with the query encoder on both sides ({cost}); "
+                             "off by default")
+    parser.add_argument("--rerank-weight", type=float, metavar="W",
+                        help=f"the query encoder's weight when re-ranking (default {DEFAULT_WEIGHT:g}; needs "
+                             "--rerank-top-k)")
+
+
+def rerank_from_arguments(top_k: int | None, weight: float | None) -> Rerank | None:
+    """The :class:`Rerank` of ``--rerank-top-k`` / ``--rerank-weight`` (None without a top k)."""
+    if top_k is None:
+        if weight is not None:
+            raise ERAError("--rerank-weight needs --rerank-top-k (how many candidates to re-rank)")
+        return None
+    try:
+        return Rerank(top_k, DEFAULT_WEIGHT if weight is None else weight)
+    except ERAError as err:
+        raise ERAError(f"--rerank-top-k / --rerank-weight: {err}") from None
+
+
+__all__ = ["DEFAULT_TOP_K", "DEFAULT_WEIGHT", "Rerank", "add_rerank_arguments", "check_supported",
+           "rerank_from_arguments"]

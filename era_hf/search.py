@@ -17,7 +17,6 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from .errors import ERAError
 
@@ -36,10 +35,11 @@ class Searcher:
     """
 
     def __init__(self, model: Any, index: Any, rerank: Any = None, *, batch_size: int = 32) -> None:
+        from .rerank import check_supported
+
         index.check_model(model)
-        if rerank is not None and getattr(model.config, "lora", None):
-            raise ERAError("re-ranking rescores candidates with the base query encoder; this ERA model fine-tunes its "
-                           "query encoder with LoRA, which re-ranking does not support")
+        if rerank is not None:
+            check_supported(model.config)
         model._require_encoders()
         self.model, self.index, self.rerank, self.batch_size = model, index, rerank, batch_size
         self.config = model.config
@@ -53,7 +53,7 @@ class Searcher:
         them (with re-ranking, the fused re-ranking scores; ``k`` may then not exceed ``rerank.top_k``).
 
         ``instruction``: None (the config's default instruction), one string, or one per query."""
-        from .text_encoding import check_texts, format_queries
+        from .text_encoding import check_texts
 
         queries = check_texts(queries, "queries", allow_blank=False)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -62,15 +62,7 @@ class Searcher:
             raise ERAError(f"k={k} is more than the {self.rerank.top_k} candidates re-ranked per query; raise "
                            "rerank top_k or lower k")
         cfg = self.config
-        if instruction is None:
-            instruction = cfg.default_instruction
-        raw = self.model.encode_raw_queries(format_queries(queries, instruction, cfg.query_format),
-                                            batch_size=self.batch_size).numpy()
-        anchor = None
-        if cfg.anchor:
-            anchor = self.model.encode_anchor_queries(queries, instruction, self.batch_size).numpy()
-        with torch.inference_mode():
-            adapted = self.model.adapt(raw, anchor)
+        adapted, raw = self.model.encode_queries_with_raw(queries, instruction, self.batch_size)
         depth = k if self.rerank is None else self.rerank.top_k
         scores, ids = self.index.search(adapted, depth, query_texts=queries,
                                         lexical_weight=getattr(cfg, "lexical_weight", 0.0))

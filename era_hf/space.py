@@ -39,6 +39,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .errors import ERAError
+from .rerank import add_rerank_arguments, rerank_from_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -696,11 +697,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="search requests admitted at once, batched together (default: --max-batch-size)")
     p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
                    help=f"requests waiting before new ones are refused (default {DEFAULT_MAX_QUEUE})")
-    p.add_argument("--rerank-top-k", type=int, metavar="K",
-                   help="re-rank ERA's first K results with the query encoder on both sides (it embeds each "
-                        "candidate's text the first time it is one); off by default")
-    p.add_argument("--rerank-weight", type=float, metavar="W",
-                   help="the query encoder's weight when re-ranking (default 1; needs --rerank-top-k)")
+    add_rerank_arguments(p, "ERA's", "it embeds each candidate's text the first time it is one")
     p.set_defaults(func=run_space)
 
 
@@ -711,8 +708,6 @@ def run_space(args: argparse.Namespace) -> int:
             continue
         if value < 1 or (name == "port" and value > 65535):
             raise ERAError(f"--{name.replace('_', '-')} out of range: {value}")
-    from .evaluation import rerank_from_arguments
-
     rerank = rerank_from_arguments(args.rerank_top_k, args.rerank_weight)
     demo = load_app(args.model, args.index, model_revision=args.model_revision, index_revision=args.index_revision,
                     task=args.task, max_batch_size=args.max_batch_size, concurrency_limit=args.concurrency,

@@ -122,16 +122,18 @@ def add_rerank_arguments(parser: argparse.ArgumentParser, results: str, cost: st
                              "--rerank-top-k)")
 
 
-def rerank_from_arguments(top_k: int | None, weight: float | None) -> Rerank | None:
-    """The :class:`Rerank` of ``--rerank-top-k`` / ``--rerank-weight`` (None without a top k)."""
+def rerank_from_arguments(top_k: int | None, weight: float | None,
+                          names: tuple[str, str] = ("--rerank-top-k", "--rerank-weight")) -> Rerank | None:
+    """The :class:`Rerank` of ``--rerank-top-k`` / ``--rerank-weight`` (None without a top k); ``names``: what
+    the two settings are called where they were given, for the error messages (a Space names its variables)."""
     if top_k is None:
         if weight is not None:
-            raise ERAError("--rerank-weight needs --rerank-top-k (how many candidates to re-rank)")
+            raise ERAError(f"{names[1]} needs {names[0]} (how many candidates to re-rank)")
         return None
     try:
         return Rerank(top_k, DEFAULT_WEIGHT if weight is None else weight)
     except ERAError as err:
-        raise ERAError(f"--rerank-top-k / --rerank-weight: {err}") from None
+        raise ERAError(f"{names[0]} / {names[1]}: {err}") from None
 
 
 __all__ = ["DEFAULT_TOP_K", "DEFAULT_WEIGHT", "Rerank", "add_rerank_arguments", "check_supported",

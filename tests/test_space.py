@@ -205,20 +205,46 @@ def test_index_model_mismatch_is_a_clear_error(space):
 
 
 def test_space_app_file_shows_a_mismatch_instead_of_crashing(space, tmp_path, monkeypatch):
-    import runpy
-
     from era_hf.index import DocumentIndex
 
     other_dir = tmp_path / "other-index"
     DocumentIndex.from_embeddings(np.eye(3, 384, dtype=np.float32), ["a", "b", "c"],
                                   encoder_info={"document_encoder": "someone/other-encoder"}).save(other_dir)
-    app_file = Path(__file__).resolve().parents[1] / "spaces" / "era-search" / "app.py"
-    monkeypatch.setenv("ERA_MODEL", str(space["model_dir"]))
-    monkeypatch.setenv("ERA_INDEX", str(other_dir))
-    ns = runpy.run_path(str(app_file), run_name="space_app")  # builds, does not launch
-    demo = ns["demo"]
+    demo = _run_app_file(monkeypatch, {"ERA_MODEL": str(space["model_dir"]), "ERA_INDEX": str(other_dir)})
     texts = [getattr(b, "value", "") or "" for b in demo.blocks.values()]
     assert any("could not start" in t and "other-encoder" in t for t in texts if isinstance(t, str))
+    assert not hasattr(demo, "era_service")
+
+
+def _run_app_file(monkeypatch, env: dict[str, str]) -> Any:
+    import runpy
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app_file = Path(__file__).resolve().parents[1] / "spaces" / "era-search" / "app.py"
+    return runpy.run_path(str(app_file), run_name="space_app")["demo"]  # builds, does not launch
+
+
+def test_space_app_file_reads_rerank_and_batch_variables(space, monkeypatch):
+    demo = _run_app_file(monkeypatch, {"ERA_MODEL": str(space["model_dir"]), "ERA_INDEX": str(space["index_dir"]),
+                                       "ERA_RERANK_TOP_K": "6", "ERA_RERANK_WEIGHT": "2.5", "ERA_MAX_BATCH_SIZE": "3"})
+    service = demo.era_service
+    assert service.searcher.rerank.to_dict() == {"top_k": 6, "weight": 2.5}
+    assert service.max_k == 6 and service._batcher.max_batch_size == 3
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ERA_MAX_BATCH_SIZE": "sixteen"}, "ERA_MAX_BATCH_SIZE='sixteen' is not an integer"),
+    ({"ERA_RERANK_TOP_K": "50", "ERA_RERANK_WEIGHT": "high"}, "ERA_RERANK_WEIGHT='high' is not a number"),
+    ({"ERA_RERANK_WEIGHT": "2"}, "ERA_RERANK_WEIGHT needs ERA_RERANK_TOP_K"),
+    ({"ERA_RERANK_TOP_K": "1"}, "ERA_RERANK_TOP_K / ERA_RERANK_WEIGHT: rerank top_k"),
+])
+def test_space_app_file_shows_a_bad_variable_instead_of_crashing(space, monkeypatch, env, message):
+    demo = _run_app_file(monkeypatch, {"ERA_MODEL": str(space["model_dir"]), "ERA_INDEX": str(space["index_dir"]),
+                                       **env})
+    texts = [getattr(b, "value", "") or "" for b in demo.blocks.values()]
+    shown = message.replace("_", "\\_")  # the page is Markdown
+    assert any("could not start" in t and shown in t for t in texts if isinstance(t, str)), texts
     assert not hasattr(demo, "era_service")
 
 

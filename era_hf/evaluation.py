@@ -38,7 +38,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .errors import ERAError
-from .rerank import add_rerank_arguments, rerank_from_arguments
+from .rerank import RerankCalibration, add_rerank_arguments, rerank_from_arguments
 
 BASELINES = ("doc", "query", "fusion", "doc+lexical")
 #: BM25 weights tried when hybrid search's weight is picked on the labelled non-test queries (``"validation"``).
@@ -193,7 +193,7 @@ def pick_lexical_weight(method: Any, tasks: Sequence[Any], pair: Any, label_rati
     views = []
     for task in tasks:
         split = task.split(label_ratio, seed)
-        qids = [q for q in [*split.train, *split.val] if any(v > 0 for v in task.qrels.get(q, {}).values())]
+        qids = judged(task, [*split.train, *split.val])
         if qids:
             views.append((task, qids, method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task),
                           task.document_ids(), lexical_scores(task, qids)))
@@ -208,6 +208,33 @@ def pick_lexical_weight(method: Any, tasks: Sequence[Any], pair: Any, label_rati
     weight, record = pick_by_validation(list(candidates), score)
     return weight, {**record, "selected_by": "macro nDCG@10 of the labelled non-test queries",
                     "n_queries": sum(len(v[1]) for v in views)}
+
+
+def judged(task: Any, qids: Sequence[str]) -> list[str]:
+    """Those of ``qids`` with at least one relevant document in ``task.qrels``."""
+    return [q for q in qids if any(v > 0 for v in task.qrels.get(q, {}).values())]
+
+
+def calibrate_rerank(calibration: Any, method: Any, pair: Any, task: Any, split: Any,
+                     lexical_weight: float = 0.0) -> tuple[Any, dict[str, Any]]:
+    """Re-ranking for ``task``: the :class:`~era_hf.rerank.Rerank` that ``calibration`` (a
+    :class:`~era_hf.rerank.RerankCalibration`) picks on the split's judged validation queries (the adapter was
+    trained on the train queries, which would favour its own order), searched as :func:`rank_queries` searches.
+    Returns it and the record of the pick."""
+    from .metrics import retrieval_metrics
+
+    qids = judged(task, split.val)
+    if not qids:
+        raise ERAError(f"task {task.name!r}: re-ranking's weight is calibrated on the split's judged validation "
+                       f"queries, but it has none at label ratio {split.label_ratio:g}")
+    q, d = method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task)
+    strong = strong_views(method, pair, task, qids)
+
+    def score(rerank: Any) -> np.ndarray:
+        ranked = rank_queries(task, qids, q, d, 10, lexical_weight=lexical_weight, rerank=rerank, strong=strong)
+        return retrieval_metrics(qids, ranked, task.qrels, ks=(10,))["ndcg@10"]
+
+    return calibration.pick(score)
 
 
 def check_lexical_weight(value: Any, what: str = "lexical_weight") -> float:
@@ -429,8 +456,10 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             only, ``"validation"`` = picked by :func:`pick_lexical_weight` (recorded in ``lexical_weight_selection``).
         rerank: a :class:`~era_hf.rerank.Rerank` to re-rank each query's first candidates with the query encoder on
             both sides (its embeddings of the corpus are computed and cached once here, where a
-            :class:`~era_hf.search.Searcher` embeds only the candidates); None = the method's own (an
-            :class:`ERAMethod`'s ``rerank``, else none).
+            :class:`~era_hf.search.Searcher` embeds only the candidates), or a
+            :class:`~era_hf.rerank.RerankCalibration` to pick its weight per task on the split's judged validation
+            queries (:func:`calibrate_rerank`; the pick is under ``tasks[name]["rerank_calibration"]``); None = the
+            method's own (an :class:`ERAMethod`'s ``rerank``, else none).
 
     Returns:
         A JSON-ready dict: ``method``, ``encoders`` (ids + resolved revisions + settings),
@@ -471,10 +500,13 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         t0 = time.perf_counter()
         try:
             split = task.split(label_ratio, seed)
+            task_rerank, calibration = rerank, None
+            if isinstance(rerank, RerankCalibration):
+                task_rerank, calibration = calibrate_rerank(rerank, method, pair, task, split, lexical_weight)
             q = method.query_embeddings(pair, task, split.test)
             d = method.corpus_embeddings(pair, task)
-            strong = strong_views(method, pair, task, split.test) if rerank is not None else None
-            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight, rerank=rerank,
+            strong = strong_views(method, pair, task, split.test) if task_rerank is not None else None
+            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight, rerank=task_rerank,
                                    strong=strong)
         except ERAError as err:
             message = str(err)
@@ -489,11 +521,12 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             "metrics": result["metrics"],
             "per_query": result["per_query"],
             "split": split.to_dict(),
+            **({"rerank": task_rerank.to_dict(), "rerank_calibration": calibration} if calibration else {}),
             "seconds": round(seconds, 3),
         }
         if log is not None:
             log(f"{method.label}{f' + BM25 x {lexical_weight:g}' if lexical_weight else ''}"
-                f"{f' + re-ranking top {rerank.top_k} x {rerank.weight:g}' if rerank is not None else ''} | "
+                f"{_rerank_label(task_rerank, calibration)} | "
                 f"{task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
                 f"MAP@100 {result['metrics'].get('map@100', float('nan')):.4f}  "
                 f"({result['n_queries']} test queries, {d.shape[0]} docs, {seconds:.1f} s)")
@@ -522,6 +555,13 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         "seconds": round(time.perf_counter() - start, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _rerank_label(rerank: Any, calibration: dict[str, Any] | None) -> str:
+    if rerank is None:
+        return ""
+    picked = f" (picked on {calibration['n_queries']} validation queries)" if calibration else ""
+    return f" + re-ranking top {rerank.top_k} x {rerank.weight:g}{picked}"
 
 
 #: The name in ARCHITECTURE.md.
@@ -638,7 +678,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="hybrid search for every method: BM25 of the query text fused with the cosines, z-scored "
                         "per query, BM25 weighted W (default: an ERA model's own lexical_weight, 0 for baselines)")
     add_rerank_arguments(p, "each query's", "it embeds the candidates' texts, K strong-encoder passes per query; "
-                                            "here the corpus is embedded once and cached")
+                                            "here the corpus is embedded once and cached", calibrates=True)
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (32)")
     p.add_argument("--output", help="write the results as JSON here (atomically)")
     p.add_argument("--cache-dir", help="embedding cache directory (default: $ERA_HF_CACHE or "

@@ -1,6 +1,6 @@
 """Re-ranking the first search's top candidates with the query encoder on both sides (era_hf.rerank), in
 evaluation (the whole corpus embedded once, through the cache), in the Searcher (only the candidates, at search
-time), the command line and the benchmark."""
+time), the command line and the benchmark; and its weight calibrated per index on judged queries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from test_training import MINILM, adi, cache_dir  # noqa: F401 (fixtures)
 
 from era_hf.errors import ERAError
 from era_hf.evaluation import evaluate_suite, rank_queries, search_exact
-from era_hf.rerank import Rerank
+from era_hf.rerank import Rerank, RerankCalibration
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,9 +65,10 @@ def test_a_large_weight_is_the_strong_encoders_order_and_fewer_candidates_are_ke
     ({"top_k": 1}, "top_k .* must be an integer >= 2, got 1"),
     ({"top_k": 2.5}, "top_k .* must be an integer >= 2"),
     ({"top_k": True}, "top_k .* must be an integer >= 2"),
-    ({"weight": 0.0}, "weight .* must be a finite number > 0, got 0.0"),
-    ({"weight": float("nan")}, "weight .* must be a finite number > 0"),
-    ({"weight": "1"}, "weight .* must be a finite number > 0"),
+    ({"weight": 0.0}, "weight .* must be a number > 0 .*, got 0.0"),
+    ({"weight": float("nan")}, "weight .* must be a number > 0"),
+    ({"weight": -float("inf")}, "weight .* must be a number > 0"),
+    ({"weight": "1"}, "weight .* must be a number > 0"),
 ])
 def test_rerank_refuses_bad_settings(kwargs, message):
     with pytest.raises(ERAError, match=message):
@@ -91,6 +92,97 @@ def test_rank_queries_reranks_the_top_k_and_keeps_the_first_search_below(adi):
     assert [r[:5] for r in got] == deep
     with pytest.raises(ERAError, match="re-ranking needs the query encoder's embeddings"):
         rank_queries(adi, qids, q, d, 5, rerank=Rerank())
+
+
+def test_an_infinite_weight_is_the_strong_order_with_the_first_search_breaking_ties():
+    ids = ["a", "b", "c", "d"]
+    docs = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    first = np.array([[4.0, 1.0, 3.0, 2.0]])  # b and c tie on the strong side: c is first there
+    out, scores = Rerank(top_k=4, weight=float("inf")).apply([ids], first, np.array([[0.0, 1.0]]), docs,
+                                                            {d: i for i, d in enumerate(ids)})
+    assert out == [["c", "b", "d", "a"]]
+    strong = docs @ np.array([0.0, 1.0]) / np.linalg.norm(docs, axis=1)
+    np.testing.assert_allclose(scores[0], np.sort(_zscore(strong))[::-1], atol=1e-5)
+    assert Rerank(weight=float("inf")).to_dict() == {"top_k": 50, "weight": "inf"}
+
+
+def test_calibration_picks_the_best_weight_on_the_judged_queries():
+    calibration = RerankCalibration(top_k=7, weights=(0.5, 2.0, float("inf")))
+    means = {0.5: [0.4, 0.6], 2.0: [0.9, 0.3], float("inf"): [0.7, 0.8]}
+    rerank, record = calibration.pick(lambda r: np.array(means[r.weight]))
+    assert rerank == Rerank(7, float("inf"))
+    assert record["weight"] == "inf" and record["n_queries"] == 2 and record["top_k"] == 7
+    assert record["ndcg@10"] == pytest.approx({"0.5": 0.5, "2.0": 0.6, "inf": 0.75})
+    tie, _ = calibration.pick(lambda r: np.array([0.5, 0.5]))
+    assert tie.weight == 0.5  # ties: the smaller weight
+    assert calibration.to_dict() == {"top_k": 7, "weight": "validation", "weights": [0.5, 2.0, "inf"]}
+    with pytest.raises(ERAError, match="at least one judged query"):
+        calibration.pick(lambda r: np.array([]))
+    for kwargs, message in (({"weights": ()}, "non-empty tuple"), ({"weights": [1.0]}, "non-empty tuple"),
+                            ({"weights": (1.0, 0.0)}, "weight .* must be a number > 0"),
+                            ({"top_k": 1}, "top_k .* must be an integer >= 2")):
+        with pytest.raises(ERAError, match=message):
+            RerankCalibration(**kwargs)
+
+
+def test_evaluation_calibrates_each_task_on_its_validation_queries_only(adi, hybrid_model, cache_dir):
+    from era_hf.cache import EmbeddingCache
+    from era_hf.evaluation import ERAMethod, calibrate_rerank, judged, strong_views
+    from era_hf.metrics import retrieval_metrics
+    from era_hf.task_embeddings import EncoderPair
+    from era_hf.tasks.splits import TaskSplit
+
+    pair = EncoderPair.from_config(hybrid_model.config, cache=EmbeddingCache(cache_dir))
+    method = ERAMethod(hybrid_model, rerank=RerankCalibration(top_k=10, weights=(0.25, 4.0, float("inf"))))
+    evaluated = evaluate_suite(method, [adi], pair)
+    task = evaluated["tasks"]["adi"]
+    split = adi.split(0.2, 42)
+    val = judged(adi, split.val)
+    assert evaluated["rerank"]["weight"] == "validation" and task["rerank_calibration"]["n_queries"] == len(val) > 0
+    # the record is what the weights score on the validation queries, searched as evaluation searches
+    q, d = method.query_embeddings(pair, adi, val), method.corpus_embeddings(pair, adi)
+    for key, weight in (("0.25", 0.25), ("4.0", 4.0), ("inf", float("inf"))):
+        ranked = rank_queries(adi, val, q, d, 10, lexical_weight=0.5, rerank=Rerank(10, weight),
+                              strong=strong_views(method, pair, adi, val))
+        assert task["rerank_calibration"]["ndcg@10"][key] == pytest.approx(
+            float(np.mean(retrieval_metrics(val, ranked, adi.qrels, ks=(10,))["ndcg@10"])))
+    picked = task["rerank"]
+    scores = task["rerank_calibration"]["ndcg@10"]
+    assert scores[str(picked["weight"])] == max(scores.values())
+    # the test queries are then searched with the picked weight
+    fixed = evaluate_suite(ERAMethod(hybrid_model, rerank=Rerank(10, float(picked["weight"]))), [adi], pair)
+    assert task["per_query"] == fixed["tasks"]["adi"]["per_query"]
+    empty = TaskSplit(train=split.train, val=[], test=split.test, seed=42, label_ratio=0.2)
+    with pytest.raises(ERAError, match="task 'adi': re-ranking's weight is calibrated on the split's judged "
+                                       "validation queries, but it has none at label ratio 0.2"):
+        calibrate_rerank(method.rerank, method, pair, adi, empty)
+
+
+def test_the_searcher_calibrates_on_judged_queries(adi, hybrid_model):
+    from era_hf.index import DocumentIndex
+    from era_hf.metrics import retrieval_metrics
+    from era_hf.search import Searcher
+
+    index = DocumentIndex.build(hybrid_model, adi.corpus["_id"], adi.corpus["text"], titles=adi.corpus["title"])
+    val = list(adi.split(0.2, 42).val)
+    queries = adi.query_texts(val)
+    relevant = [{d: g for d, g in adi.qrels[q].items()} for q in val]
+    searcher = Searcher(hybrid_model, index)
+    calibration = RerankCalibration(top_k=10, weights=(0.5, float("inf")))
+    record = searcher.calibrate(queries, relevant, calibration=calibration)
+    assert searcher.rerank == Rerank(10, 0.5 if record["weight"] == 0.5 else float("inf"))
+    for weight in calibration.weights:  # the record is each weight's mean nDCG@10 as the Searcher searches
+        ids = Searcher(hybrid_model, index, Rerank(10, weight)).search(queries, k=10)[1]
+        assert record["ndcg@10"][str(weight)] == pytest.approx(
+            float(np.mean(retrieval_metrics(val, ids, adi.qrels, ks=(10,))["ndcg@10"])))
+    # relevant doc ids as lists; the default calibration keeps the current top_k
+    assert searcher.calibrate(queries, [list(r) for r in relevant])["top_k"] == 10
+    with pytest.raises(ERAError, match="one entry per query"):
+        searcher.calibrate(queries, relevant[:-1])
+    with pytest.raises(ERAError, match="not in the index: \\['no-such-doc'\\]"):
+        searcher.calibrate(queries[:1], [["no-such-doc"]])
+    with pytest.raises(ERAError, match="Searcher.calibrate"):
+        Searcher(hybrid_model, index, rerank=RerankCalibration())
 
 
 # ---------------------------------------------------------------------- the Searcher against evaluation
@@ -188,6 +280,11 @@ def test_evaluate_command_line_reranks_and_records_it(shared_data, cache_dir, tm
     plain = json.loads(out.read_text())["runs"][0]
     assert plain["rerank"] is None
     assert plain["tasks"]["adi"]["per_query"]["ndcg@10"] == pytest.approx(run["tasks"]["adi"]["per_query"]["ndcg@10"])
+    assert cli.main([*argv, "--rerank-top-k", "5", "--rerank-weight", "validation"]) == 0
+    calibrated = json.loads(out.read_text())["runs"][0]
+    assert calibrated["rerank"]["weight"] == "validation"
+    assert calibrated["tasks"]["adi"]["rerank_calibration"]["n_queries"] > 0
+    assert "picked on" in capsys.readouterr().err
 
 
 def test_the_benchmark_row_records_rerank_in_its_hash_only():
@@ -196,7 +293,20 @@ def test_the_benchmark_row_records_rerank_in_its_hash_only():
     row = get_method("rec+rerank")
     assert row.rerank == Rerank() and row.recipe == get_method("era_recommended").recipe
     assert dict(row.overrides) == dict(get_method("era_recommended").overrides)
-    assert [m.name for m in METHODS if m.rerank is not None] == ["rec+rerank"]
+    assert [m.name for m in METHODS if m.rerank is not None] == ["rec+rerank", "rec+rerank_val"]
+    calibrated = get_method("rec+rerank_val")
+    assert calibrated.rerank == RerankCalibration() and dict(calibrated.overrides) == dict(row.overrides)
+
+
+def test_the_benchmark_never_calibrates_on_a_held_out_collection(shared_data, tmp_path, capsys):
+    from era_hf import cli
+
+    assert cli.main(["benchmark", "--suite", str(shared_data), "--out", str(tmp_path), "--methods", "rec+rerank_val",
+                     "--protocols", "in_domain", "leave_one_out", "--label-ratios", "0.2", "--seeds", "1",
+                     "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    planned = [line for line in (captured.out + captured.err).splitlines() if line.startswith("[dry run]")]
+    assert len(planned) == 1 and planned[0].startswith("[dry run] in_domain | ")
 
 
 def test_the_space_reranks_its_era_column_on_request(adi, hybrid_model):

@@ -87,11 +87,15 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--tasks: leave-one-out needs at least two tasks")
     setup_env()
     from era_hf.errors import ERAError
+    from era_hf.rerank import RerankCalibration
     from era_hf.tasks import load_suite
 
     method, args.overrides = trained_method(parser, args.method, args.set, fixed=tuple(PROTOCOL))
     if method.align_on_test and args.protocol != "leave_one_out":
         parser.error(f"--method {method.name} aligns stage 1 on the searched index: a leave_one_out method")
+    if isinstance(method.rerank, RerankCalibration) and args.protocol == "leave_one_out":
+        parser.error(f"--method {method.name} calibrates re-ranking on the searched collection's validation labels: "
+                     "an in_domain / per_task method")
     try:
         tasks = {t.name: t for t in load_suite([str(Path(args.suite) / f) for f in args.tasks])}
     except ERAError as err:
@@ -129,7 +133,10 @@ def _measure(args: argparse.Namespace, method: Any, tasks: dict[str, Any], queri
     pair = EncoderPair(args.query_encoder, args.document_encoder)
 
     def score(m: Any, names: list[str]) -> dict[str, float]:
-        return {n: float(np.mean(ndcg_per_query(m, pair, tasks[n], queries[n]))) for n in names}
+        # a calibrated re-ranking picks its weight on the split's validation queries (labels in these protocols)
+        splits = {n: None if args.protocol == "leave_one_out" else tasks[n].split(args.label_ratio, split_seed)
+                  for n in names}
+        return {n: float(np.mean(ndcg_per_query(m, pair, tasks[n], queries[n], splits[n]))) for n in names}
 
     names = list(tasks)
     run = Run(Path(args.out).stem, argparse.Namespace(results_dir=str(Path(args.out).parent)))

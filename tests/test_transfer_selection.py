@@ -120,6 +120,11 @@ def test_labelled_protocols_score_the_queries_that_are_neither_test_nor_labels(s
     assert f"| **{run['macro']:.4f}** ({run['macro'] - doc:+.4f}) |" in row
     assert script.render_transfer_selection_section(tmp_path / "results") == ""
 
+    # a calibrated re-ranking picks its weight per task on the split's validation queries, then scores the unread ones
+    calibrated = script.main([*argv, "--method", "rec+rerank_val", "--out", str(folder / "val.json")])["results"]
+    assert set(calibrated["runs"][0]) == {"adi", "adi_copy", "macro"}
+    assert all(0 < v <= 1 for v in calibrated["runs"][0].values())
+
 
 def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, suite, shared_data, tmp_path, capsys):
     twins = tmp_path / "twins"  # two folders, one task name
@@ -132,6 +137,7 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_written(script, su
                        (["--suite", str(suite), "--method", "rec+shrink", "--set", "seed=3"], "seed: fixed"),
                        (["--suite", str(suite), "--method", "era_recommended_index", "--protocol", "per_task"],
                         "a leave_one_out method"),
+                       (["--suite", str(suite), "--method", "rec+rerank_val"], "an in_domain / per_task method"),
                        (["--suite", str(suite), "--method", "rec+shrink", "--protocol", "in_domain",
                          "--label-ratio", "0.4"], "no judged query of adi, adi_copy is left"),
                        (["--suite", str(shared_data), "--tasks", "adi", "--method", "rec+shrink"], "at least two"),

@@ -196,5 +196,14 @@ for p in in_domain per_task; do
 done
 python benchmarks/split_sensitivity.py --suite "$SUITE" --method rec+rerank --protocols leave_one_out \
     --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/leave_one_out_rerank.json"
+# 9f. Re-ranking's weight calibrated per collection (2026-11-28, twenty-second session): rec+rerank with the weight
+#     picked on each collection's validation queries (row rec+rerank_val; labelled protocols only), then the
+#     selection protocol on the queries training never reads.
+era-hf benchmark "${COMMON[@]}" --protocols in_domain per_task --label-ratios 0.05 0.1 0.2 0.4 --seeds 3 \
+    --methods rec+rerank_val
+for p in in_domain per_task; do
+    python benchmarks/transfer_selection.py --suite "$SUITE" --method rec+rerank_val --protocol "$p" --threads 1 \
+        --out "$OUT/label_selection/$p/rec+rerank_val.json"
+done
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

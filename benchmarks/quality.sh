@@ -205,5 +205,9 @@ for p in in_domain per_task; do
     python benchmarks/transfer_selection.py --suite "$SUITE" --method rec+rerank_val --protocol "$p" --threads 1 \
         --out "$OUT/label_selection/$p/rec+rerank_val.json"
 done
+for m in rec+rerank rec+rerank_val; do
+    python benchmarks/split_sensitivity.py --suite "$SUITE" --method "$m" --protocols in_domain \
+        --split-seeds 42 0 1 2 3 4 --seeds 0 --threads 1 --out "$OUT/split_sensitivity/in_domain_${m#rec+}.json"
+done
 # 10. The report (tables, significance, plots) from the result files.
 era-hf benchmark --report-only --out "$OUT" --report BENCHMARKS.md

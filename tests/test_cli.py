@@ -57,7 +57,8 @@ CASES = [
     (["space", "--model", "model", "--index", "afile"], "index directory 'afile' is a file, not a directory"),
     (["space", "--model", "model", "--index", "afile", "--rerank-weight", "0"], "--rerank-weight needs --rerank-top-k"),
     (["space", "--model", "model", "--index", "afile", "--rerank-top-k", "50", "--rerank-weight", "-1"],
-     "rerank weight (the query encoder's weight against the first search) must be a finite number > 0, got -1.0"),
+     "rerank weight (the query encoder's weight against the first search) must be a number > 0 (inf: the query "
+     "encoder's order), got -1.0"),
     (["benchmark", "--report-only", "--out", "afile", "--report", "r.md"], "--out 'afile' is a file"),
     (["benchmark", "--suite", "task", "--out", "res", "--protocols", "leave_one_out", "--methods", "era_reference",
       "--dry-run"], "leave-one-out: no task outside the domain"),

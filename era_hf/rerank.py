@@ -15,7 +15,10 @@ candidates (the first search only breaks ties).
 How much the query encoder should count differs between collections (on medline it ranks far better than the cheap
 index, on vaswani worse), so :class:`RerankCalibration` picks the weight per index: the weight of a small grid with
 the best mean nDCG@10 on that index's judged validation queries (:meth:`~era_hf.search.Searcher.calibrate`;
-``evaluate_suite(..., rerank=RerankCalibration())`` per task on its split's validation queries).
+``evaluate_suite(..., rerank=RerankCalibration())`` per task on its split's validation queries). It is an option,
+not the recommended re-ranking: on the benchmark's test split it reached the query encoder's own quality on medline,
+but on the judged queries training never reads, and on 4 of 6 other test splits, it was below the fixed weight
+(docs/quality.md, "Calibrating re-ranking's weight per collection").
 
 Example:
     >>> import numpy as np

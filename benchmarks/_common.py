@@ -160,18 +160,12 @@ def ndcg_per_query(method: Any, pair: Any, task: Any, query_ids: Sequence[str], 
     """nDCG@10 of each of ``query_ids`` when ``method`` (an :mod:`era_hf.evaluation` method: a baseline or an
     ``ERAMethod``) searches ``task``'s whole corpus exactly, in hybrid search when it has a ``lexical_weight``,
     re-ranked when it has a ``rerank``; a ``RerankCalibration`` picks its weight on ``split``'s validation queries
-    (``calibrate_rerank``), so it needs ``split``."""
-    from era_hf.errors import ERAError
-    from era_hf.evaluation import calibrate_rerank, check_lexical_weight, rank_queries, strong_views
+    (``era_hf.evaluation.task_rerank``), so it needs ``split``."""
+    from era_hf.evaluation import check_lexical_weight, rank_queries, strong_views, task_rerank
     from era_hf.metrics import retrieval_metrics
-    from era_hf.rerank import RerankCalibration
 
     weight = check_lexical_weight(getattr(method, "lexical_weight", 0.0))  # doc+lexical's "validation" is refused
-    rerank = getattr(method, "rerank", None)
-    if isinstance(rerank, RerankCalibration):
-        if split is None:
-            raise ERAError(f"task {task.name!r}: re-ranking calibrated on validation queries needs the task's split")
-        rerank, _ = calibrate_rerank(rerank, method, pair, task, split, weight)
+    rerank, _ = task_rerank(getattr(method, "rerank", None), method, pair, task, split, weight)
     ranked = rank_queries(task, query_ids, method.query_embeddings(pair, task, query_ids),
                           method.corpus_embeddings(pair, task), lexical_weight=weight, rerank=rerank,
                           strong=strong_views(method, pair, task, query_ids) if rerank is not None else None)

@@ -161,6 +161,13 @@ def rank_queries(task: Any, qids: Sequence[str], query_emb: np.ndarray, doc_emb:
         raise ERAError("re-ranking needs the query encoder's embeddings of the queries and the corpus")
     ranked, scores = search_exact(query_emb, doc_emb, doc_ids, k=max(k, rerank.top_k), return_scores=True,
                                   lexical=lexical, lexical_weight=lexical_weight)
+    return reranked(rerank, ranked, scores, strong, doc_ids, k)
+
+
+def reranked(rerank: Any, ranked: list[list[str]], scores: np.ndarray, strong: tuple[np.ndarray, np.ndarray],
+             doc_ids: Sequence[str], k: int) -> list[list[str]]:
+    """The first search's ``ranked`` ids (with their ``scores``, at least ``rerank.top_k`` deep) with their first
+    ``rerank.top_k`` re-ranked and the rest below, cut at ``k`` (:func:`rank_queries`)."""
     head, _ = rerank.apply(ranked, scores, strong[0], strong[1], {d: i for i, d in enumerate(doc_ids)})
     return [(top + r[rerank.top_k:])[:k] for top, r in zip(head, ranked)]
 
@@ -227,14 +234,31 @@ def calibrate_rerank(calibration: Any, method: Any, pair: Any, task: Any, split:
     if not qids:
         raise ERAError(f"task {task.name!r}: re-ranking's weight is calibrated on the split's judged validation "
                        f"queries, but it has none at label ratio {split.label_ratio:g}")
-    q, d = method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task)
     strong = strong_views(method, pair, task, qids)
+    doc_ids = task.document_ids()
+    # the first search is the same for every weight: run it once, as rank_queries runs it
+    ranked, scores = search_exact(method.query_embeddings(pair, task, qids), method.corpus_embeddings(pair, task),
+                                  doc_ids, k=max(10, calibration.top_k), return_scores=True,
+                                  lexical=lexical_scores(task, qids) if lexical_weight else None,
+                                  lexical_weight=lexical_weight)
 
     def score(rerank: Any) -> np.ndarray:
-        ranked = rank_queries(task, qids, q, d, 10, lexical_weight=lexical_weight, rerank=rerank, strong=strong)
-        return retrieval_metrics(qids, ranked, task.qrels, ks=(10,))["ndcg@10"]
+        return retrieval_metrics(qids, reranked(rerank, ranked, scores, strong, doc_ids, 10), task.qrels,
+                                 ks=(10,))["ndcg@10"]
 
     return calibration.pick(score)
+
+
+def task_rerank(rerank: Any, method: Any, pair: Any, task: Any, split: Any,
+                lexical_weight: float = 0.0) -> tuple[Any, dict[str, Any] | None]:
+    """The :class:`~era_hf.rerank.Rerank` that searches ``task``: ``rerank`` itself, or for a
+    :class:`~era_hf.rerank.RerankCalibration` the one :func:`calibrate_rerank` picks on ``split`` (then with the
+    record of the pick; else None)."""
+    if not isinstance(rerank, RerankCalibration):
+        return rerank, None
+    if split is None:
+        raise ERAError(f"task {task.name!r}: re-ranking calibrated on validation queries needs the task's split")
+    return calibrate_rerank(rerank, method, pair, task, split, lexical_weight)
 
 
 def check_lexical_weight(value: Any, what: str = "lexical_weight") -> float:
@@ -500,13 +524,11 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
         t0 = time.perf_counter()
         try:
             split = task.split(label_ratio, seed)
-            task_rerank, calibration = rerank, None
-            if isinstance(rerank, RerankCalibration):
-                task_rerank, calibration = calibrate_rerank(rerank, method, pair, task, split, lexical_weight)
+            searched, calibration = task_rerank(rerank, method, pair, task, split, lexical_weight)
             q = method.query_embeddings(pair, task, split.test)
             d = method.corpus_embeddings(pair, task)
-            strong = strong_views(method, pair, task, split.test) if task_rerank is not None else None
-            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight, rerank=task_rerank,
+            strong = strong_views(method, pair, task, split.test) if searched is not None else None
+            result = evaluate_task(task, split, q, d, k=k, ks=ks, lexical_weight=lexical_weight, rerank=searched,
                                    strong=strong)
         except ERAError as err:
             message = str(err)
@@ -521,12 +543,12 @@ def evaluate_suite(method: Any, tasks: Sequence[Any], pair: Any = None, label_ra
             "metrics": result["metrics"],
             "per_query": result["per_query"],
             "split": split.to_dict(),
-            **({"rerank": task_rerank.to_dict(), "rerank_calibration": calibration} if calibration else {}),
+            **({"rerank": searched.to_dict(), "rerank_calibration": calibration} if calibration else {}),
             "seconds": round(seconds, 3),
         }
         if log is not None:
             log(f"{method.label}{f' + BM25 x {lexical_weight:g}' if lexical_weight else ''}"
-                f"{_rerank_label(task_rerank, calibration)} | "
+                f"{_rerank_label(searched, calibration)} | "
                 f"{task.name}: nDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}  "
                 f"MAP@100 {result['metrics'].get('map@100', float('nan')):.4f}  "
                 f"({result['n_queries']} test queries, {d.shape[0]} docs, {seconds:.1f} s)")

@@ -128,7 +128,7 @@ class SearchService:
         # checks the index against the model; a batch of queries is one forward pass
         batch_size = max(32, max_batch_size) if isinstance(max_batch_size, int) else 32
         self.searcher = Searcher(model, index, rerank, batch_size=batch_size)
-        self.model, self.index, self.rerank = model, index, rerank
+        self.model, self.index = model, index
         self.config = model.config
         self.baseline = baseline_encoder if baseline_encoder is not None else baseline_encoder_for(model)
         if int(self.baseline.dim) != index.dim:
@@ -260,7 +260,7 @@ class SearchService:
         return {"query_encoder": cfg.query_encoder, "document_encoder": cfg.document_encoder,
                 "head": cfg.head_type, "anchor": bool(cfg.anchor), "documents": len(self.index),
                 "index_kind": self.index.kind, "lexical_weight": float(getattr(cfg, "lexical_weight", 0.0)),
-                "rerank": self.rerank.to_dict() if self.rerank is not None else None}
+                "rerank": self.searcher.rerank.to_dict() if self.searcher.rerank is not None else None}
 
 
 class _MicroBatcher:

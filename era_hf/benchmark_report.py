@@ -527,6 +527,7 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
                   plots_dir: str | os.PathLike | None = None) -> str:
     """Build the Markdown text (and write the PNG plots) from the result files."""
     from .benchmark import METHOD_NAMES, method_description
+    from .benchmark_goals import render_goals_section
 
     results_dir_arg, report_arg = os.fspath(results_dir), os.fspath(report_path)
     results_dir = Path(results_dir)
@@ -643,6 +644,9 @@ def render_report(results_dir: str | os.PathLike, report_path: str | os.PathLike
         if sig:
             out += ["### Significance: ERA variants vs `label_only` and vs the `doc` and `doc+lexical` baselines", "",
                     "Δ = method − comparator (positive: the ERA variant is better).", "", _significance_table(sig), ""]
+        goals = render_goals_section(pr)
+        if goals:
+            out += [goals, ""]
         # plots
         made = []
         curve = plots / f"ndcg10_vs_ratio__{pr.slug}.png"

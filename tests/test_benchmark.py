@@ -157,6 +157,57 @@ def test_report(bench):
     assert strip(regenerated).split("## Speed")[0] == strip(text).split("## Speed")[0].split("## Commands")[0]
 
 
+def test_goals(bench, tmp_path):
+    """Issue #9's checks (era_hf.benchmark_goals) against values read straight from the result files; goal 3 with
+    the r = 0.2 runs copied in as the other ratios, one of them made to fall below the cheap index."""
+    import shutil
+
+    from era_hf.benchmark_goals import GOAL_RATIOS, ISSUE_MIN_MACRO, goal_checks, render_goals_section
+    from era_hf.benchmark_report import collect, load_results
+
+    def ndcg(path: Path) -> dict[str, float]:
+        tasks = json.loads(path.read_text())["evaluation"]["tasks"]
+        return {t: tr["metrics"]["ndcg@10"] for t, tr in tasks.items()}
+
+    pair = bench["out"] / PAIR
+    doc, query = ndcg(pair / "baselines" / "doc.json"), ndcg(pair / "baselines" / "query.json")
+    era = ndcg(pair / "in_domain" / "era_reference" / "r0.2" / "seed0.json")
+    loo = {t: v for task in ("adi", "medline")
+           for t, v in ndcg(pair / "leave_one_out" / "era_reference" / "r0.2" / task / "seed0.json").items()}
+    macro, doc_macro = np.mean(list(era.values())), np.mean(list(doc.values()))
+    checks = goal_checks(collect(load_results(bench["out"]))[PAIR], "era_reference")
+    assert checks["1"] == {"met": bool(macro >= max(doc_macro + 0.03, ISSUE_MIN_MACRO)),
+                           "text": f"{macro:.4f} ({macro - doc_macro:+.4f})"}
+    worst = min(era, key=lambda t: era[t] - query[t])
+    assert checks["2"] == {"met": bool(era[worst] >= query[worst]), "text": f"{worst} {era[worst] - query[worst]:+.4f}"}
+    worst = min(loo, key=lambda t: loo[t] - doc[t])
+    assert checks["4"] == {"met": bool(loo[worst] - doc[worst] >= -0.005), "text": f"{worst} {loo[worst] - doc[worst]:+.4f}"}
+    assert checks["3 in_domain"] == checks["3 per_task"] == {"met": None, "text": "not run"}  # only r = 0.2 ran
+
+    # goal 3: the run copied in at every ratio, every task at the cheap index's macro + the ratio's gain
+    results = tmp_path / "results"
+    shutil.copytree(bench["out"], results)
+
+    def write_ratios(gains: dict[float, float]) -> dict[str, dict]:
+        for ratio, gain in gains.items():
+            record = json.loads((pair / "in_domain" / "era_reference" / "r0.2" / "seed0.json").read_text())
+            record["label_ratio"] = ratio
+            for tr in record["evaluation"]["tasks"].values():
+                tr["metrics"]["ndcg@10"] = doc_macro + gain
+            target = results / PAIR / "in_domain" / "era_reference" / f"r{ratio:g}" / "seed0.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(record))
+        return goal_checks(collect(load_results(results))[PAIR], "era_reference")
+
+    assert write_ratios({r: 0.02 for r in GOAL_RATIOS})["3 in_domain"] == {"met": True, "text": "r = 0.05 +0.0200"}
+    assert write_ratios({0.1: -0.01})["3 in_domain"] == {"met": False, "text": "r = 0.1 -0.0100"}
+    assert write_ratios({0.1: 0.0})["3 in_domain"]["met"] is True  # equal to the cheap index is no regression
+    section = render_goals_section(collect(load_results(results))[PAIR])
+    assert "| `era_reference` | " in section and "✓ r = 0.1 +0.0000" in section
+    assert section.endswith("Methods that meet all four: none.")
+    assert "### Issue #9's goals" in bench["report"].read_text()
+
+
 def test_help_lists_every_method(capsys):
     from era_hf.benchmark import METHOD_NAMES
 

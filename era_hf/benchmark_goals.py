@@ -134,7 +134,8 @@ def render_goals_section(pr: Any) -> str:
         f"and the issue's {ISSUE_MIN_MACRO:g}. Goal 3 needs every ratio of "
         + ", ".join(f"{r:g}" for r in GOAL_RATIOS) + ".", "",
         _md_table(header, rows), "",
-        "Methods that meet all four: " + (", ".join(all_met) if all_met else "none") + ".",
+        "Methods that meet all four (a goal not run is not met): " + (", ".join(all_met) if all_met else "none")
+        + ".",
     ])
 
 

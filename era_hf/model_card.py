@@ -386,6 +386,7 @@ def _eval_section(cmp: dict[str, Any]) -> dict[str, Any]:
                      f"→ {b:.4f} with this adapter ({b - a:+.4f}{rel}).**")
         if b < a:
             gain_line += " The adapter is worse than no adapter on these test queries."
+    query_line = _query_ahead_line(cmp, model_run)
     tasks_table = ""
     if multi:
         head = ["task", "domain", "test queries", *[f"{_label(r, model_run)}" + (" (this model)" if r is model_run
@@ -411,6 +412,7 @@ def _eval_section(cmp: dict[str, Any]) -> dict[str, Any]:
     return {
         "table": table,
         "gain_line": gain_line,
+        "query_line": query_line,
         "tasks_table": tasks_table,
         "methods": [{"label": _label(r, model_run) + (" — this model" if r is model_run else ""),
                      "description": _description(r, r is model_run)} for r in runs],
@@ -418,6 +420,29 @@ def _eval_section(cmp: dict[str, Any]) -> dict[str, Any]:
         "label_ratio_pct": f"{100 * ratio:g}%" if isinstance(ratio, (int, float)) else str(ratio),
         "has_baselines": bool(cmp["compared"]),
     }
+
+
+def _query_ahead_line(cmp: dict[str, Any], model_run: Mapping[str, Any]) -> str:
+    """The tasks where the query encoder on both sides (corpus re-encoded) has a higher nDCG@10 than the model:
+    the limit of a head over the cheap index, said where the evaluation measured it."""
+    query = next((r for r in cmp["compared"] if _method_key(r) == "baseline:query"), None)
+    if query is None:
+        return ""
+    ahead = []
+    for name, info in model_run["tasks"].items():
+        q = ((query["tasks"].get(name) or {}).get("metrics") or {}).get(HEADLINE)
+        m = info["metrics"].get(HEADLINE)
+        if q is not None and m is not None and q > m:
+            ahead.append(f"{name} ({q:.4f} against {m:.4f})")
+    if not ahead:
+        return ""
+    line = (f"{_label(query, model_run)} has a higher nDCG@10 than this adapter on " + ", ".join(ahead) + ". There "
+            "the query encoder ranks the documents better than the query vector this model finds in the cheap index.")
+    if not model_run["method"].get("lora"):  # re-ranking compares with the base query encoder: not for LoRA
+        line += (" Re-ranking the first results with the query encoder (era_hf's `Searcher(model, index, Rerank())`) "
+                 "moves toward its ranking without re-indexing, at the cost of query-encoder passes over the "
+                 "candidates' texts.")
+    return line
 
 
 # ------------------------------------------------------------------------------------------ training log

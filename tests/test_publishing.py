@@ -172,6 +172,14 @@ def test_model_card_metadata_and_body(published):
                                       for s in ("", "_baseline_doc", "_baseline_query")}
     text = card.text
     assert "0.4700 with the document encoder alone → 0.6000 with this adapter (+0.1300, +27.7%)" in text  # the gain over the same cheap index, visible
+    # where the query encoder on both sides is ahead (here every task: 0.66 against 0.61), the card says so
+    assert ("all-MiniLM-L6-v2 → all-MiniLM-L6-v2 (corpus re-encoded, zero-shot) has a higher nDCG@10 than this "
+            "adapter on adi (0.6600 against 0.6100), cisi (0.6400 against 0.5900)") in text
+    assert "`Searcher(model, index, Rerank())`" in text
+    ahead = published["root"] / "eval_ahead.json"  # the adapter above the query encoder everywhere: no such line
+    ahead.write_text(json.dumps(eval_json(published["model_dir"], era_ndcg=0.75)))
+    assert "has a higher nDCG@10 than this adapter" not in build_model_card(published["model_dir"],
+                                                                             eval_results=ahead).text
     assert "Build your index with this model".lower() in text.lower() and MINILM in text
     assert 'AutoModel.from_pretrained("test-user/era-minilm", trust_remote_code=True)' in text
     assert "`adaptation.lr` | `1e-05`" in text and "`alignment.epochs` | `100`" in text

@@ -132,6 +132,11 @@ class PairResults:
         known = [m for m in METHOD_NAMES if m in self.methods]
         return known + sorted(m for m in self.methods if m not in METHOD_NAMES)
 
+    def files(self, protocol: str, method: str, ratio: float | None) -> list[dict[str, Any]]:
+        """The method's result files at ``ratio`` (a method without labels: its ratio-free runs, which stand for every
+        ratio)."""
+        return self.trained.get((protocol, method, ratio)) or self.trained.get((protocol, method, None)) or []
+
     def rows(self, protocol: str, ratio: float | None) -> list[tuple[str, list[dict[str, Any]]]]:
         """(method, result files) of a table: baselines, then trained methods at ``ratio`` (ratio-free ones too)."""
         out: list[tuple[str, list[dict[str, Any]]]] = []
@@ -139,7 +144,7 @@ class PairResults:
             if m in self.baselines:
                 out.append((m, [self.baselines[m]]))
                 continue
-            files = self.trained.get((protocol, m, ratio)) or self.trained.get((protocol, m, None))
+            files = self.files(protocol, m, ratio)
             if files:
                 out.append((m, files))
         return out

@@ -218,8 +218,9 @@ def pick_lexical_weight(method: Any, tasks: Sequence[Any], pair: Any, label_rati
 
 
 def judged(task: Any, qids: Sequence[str]) -> list[str]:
-    """Those of ``qids`` with at least one relevant document in ``task.qrels``."""
-    return [q for q in qids if any(v > 0 for v in task.qrels.get(q, {}).values())]
+    """Those of ``qids`` that ``task`` judges (:meth:`~era_hf.tasks.RetrievalTask.judged_query_ids`)."""
+    keep = set(task.judged_query_ids())
+    return [q for q in qids if q in keep]
 
 
 def calibrate_rerank(calibration: Any, method: Any, pair: Any, task: Any, split: Any,

@@ -354,7 +354,7 @@ def _eval_section(cmp: dict[str, Any]) -> dict[str, Any]:
     model_run = cmp["model"]
     tasks = model_run["tasks"]
     runs = [model_run, *cmp["compared"]]
-    doc = next((r for r in cmp["compared"] if _method_key(r) == "baseline:doc"), None)
+    doc = _compared_baseline(cmp, "doc")
     multi = len(tasks) > 1
     scope = f"macro average over {len(tasks)} tasks" if multi else f"task {next(iter(tasks))}"
 
@@ -422,10 +422,14 @@ def _eval_section(cmp: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _compared_baseline(cmp: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((r for r in cmp["compared"] if _method_key(r) == f"baseline:{name}"), None)
+
+
 def _query_ahead_line(cmp: dict[str, Any], model_run: Mapping[str, Any]) -> str:
     """The tasks where the query encoder on both sides (corpus re-encoded) has a higher nDCG@10 than the model:
     the limit of a head over the cheap index, said where the evaluation measured it."""
-    query = next((r for r in cmp["compared"] if _method_key(r) == "baseline:query"), None)
+    query = _compared_baseline(cmp, "query")
     if query is None:
         return ""
     ahead = []
